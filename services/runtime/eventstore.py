@@ -1,0 +1,321 @@
+"""The event log on NATS JetStream: append-only, hash-chained, optimistic per aggregate.
+
+Each aggregate (a run, an architecture) has its own subject ``asi.events.<aggregate_id>``
+in one stream. An append links to the last valid event of the whole stream (guarded by
+``Nats-Expected-Last-Sequence``, so the chain is a single line even with many writers)
+and states the aggregate's last subject sequence (``Nats-Expected-Last-Subject-Sequence``),
+so a writer who decided on stale state loses and must decide again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import nats
+import nats.errors
+from google.protobuf.message import Message
+from nats.aio.client import Client
+from nats.js import api
+from nats.js.errors import APIError, BadRequestError, NotFoundError
+
+from services.pb import events_pb2
+from services.runtime import envelope, metrics
+from services.runtime.log import get_logger
+
+EVENTS_STREAM = "ASI_EVENTS"
+EVENTS_SUBJECT_ROOT = "asi.events"
+JOBS_STREAM = "ASI_JOBS"
+JOBS_SUBJECT = "asi.jobs.train"
+REJECTIONS_AGGREGATE = "rejections"
+# Conflicts on expected sequences: 10071 "wrong last sequence"; 10164 on some versions.
+CONFLICT_CODES = {10071, 10164}
+STREAM_EXISTS_CODE = 10058
+_AGGREGATE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_TRANSIENT = (asyncio.TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
+              nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError)
+
+
+class ConcurrencyError(RuntimeError):
+    """The aggregate changed since the caller read it; re-read and decide again."""
+
+    def __init__(self, aggregate_id: str, expected: int, actual: int) -> None:
+        super().__init__(f"{aggregate_id}: expected version {expected}, found {actual}")
+        self.aggregate_id, self.expected, self.actual = aggregate_id, expected, actual
+
+
+def subject_of(aggregate_id: str) -> str:
+    if not _AGGREGATE_ID.match(aggregate_id):
+        raise ValueError(f"aggregate id {aggregate_id!r} must match {_AGGREGATE_ID.pattern}")
+    return f"{EVENTS_SUBJECT_ROOT}.{aggregate_id}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message of the event stream: a valid event, or the reason it is not one."""
+
+    stream_seq: int
+    subject: str
+    env: events_pb2.Envelope | None
+    event: Message | None
+    error: str = ""
+    raw: bytes = b""
+
+
+EventHandler = Callable[[Record], Awaitable[None]]
+
+
+async def connect(url: str, service: str) -> Client:
+    log = get_logger()
+
+    async def disconnected() -> None:
+        log.warning("nats.disconnected", url=url)
+
+    async def reconnected() -> None:
+        log.info("nats.reconnected", url=url)
+
+    async def error(exc: Exception) -> None:
+        log.warning("nats.error", error=str(exc))
+
+    return await nats.connect(
+        url, name=service, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5,
+        allow_reconnect=True, disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
+    )
+
+
+class EventStore:
+    def __init__(self, nc: Client, service: str) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=5)
+        self.service = service
+        self.log = get_logger()
+
+    @classmethod
+    async def open(cls, url: str, service: str, *, duplicate_window_s: float = 3600) -> EventStore:
+        store = cls(await connect(url, service), service)
+        await store.ensure_streams(duplicate_window_s=duplicate_window_s)
+        return store
+
+    async def close(self) -> None:
+        await self.nc.drain()
+
+    async def ensure_streams(self, *, duplicate_window_s: float = 3600) -> None:
+        await self._add_stream(api.StreamConfig(
+            name=EVENTS_STREAM, subjects=[f"{EVENTS_SUBJECT_ROOT}.>"], storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS, deny_delete=True, deny_purge=True,
+            duplicate_window=duplicate_window_s,
+        ))
+        await self._add_stream(api.StreamConfig(
+            name=JOBS_STREAM, subjects=["asi.jobs.>"], storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.WORK_QUEUE, duplicate_window=duplicate_window_s,
+        ))
+
+    async def _add_stream(self, config: api.StreamConfig) -> None:
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError as exc:
+            if exc.err_code != STREAM_EXISTS_CODE:
+                raise
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def last_seq(self) -> int:
+        info = await self.js.stream_info(EVENTS_STREAM)
+        return info.state.last_seq
+
+    async def read(self, stream_seq: int) -> Record | None:
+        """The message at `stream_seq`, or None past the end of the log."""
+        try:
+            raw = await self.js.get_msg(EVENTS_STREAM, seq=stream_seq)
+        except NotFoundError:
+            return None
+        return self._record(raw)
+
+    @staticmethod
+    def _record(raw: api.RawStreamMsg) -> Record:
+        data = raw.data or b""
+        try:
+            env, event = envelope.decode(data)
+        except envelope.MalformedEvent as exc:
+            return Record(raw.seq or 0, raw.subject or "", None, None, str(exc), data[:200])
+        return Record(raw.seq or 0, raw.subject or "", env, event)
+
+    async def read_all(self) -> list[Record]:
+        last = await self.last_seq()
+        records = []
+        for seq in range(1, last + 1):
+            record = await self.read(seq)
+            if record is not None:
+                records.append(record)
+        return records
+
+    async def _last_valid(self, subject: str | None) -> tuple[events_pb2.Envelope | None, int]:
+        """The last valid envelope (of `subject`, or of the stream) and the subject/stream seq
+        to expect. Malformed messages are skipped: they are not part of the chain."""
+        try:
+            if subject is None:
+                seq = await self.last_seq()
+                raw = await self.js.get_msg(EVENTS_STREAM, seq=seq) if seq else None
+            else:
+                raw = await self.js.get_last_msg(EVENTS_STREAM, subject)
+        except NotFoundError:
+            return None, 0
+        if raw is None:
+            return None, 0
+        expected = raw.seq or 0
+        seq = expected
+        while seq > 0:
+            record = self._record(raw)
+            if record.env is not None:
+                return record.env, expected
+            seq -= 1
+            raw = await self._previous(seq, subject)
+            if raw is None:
+                break
+            seq = raw.seq or 0
+        return None, expected
+
+    async def _previous(self, seq: int, subject: str | None) -> api.RawStreamMsg | None:
+        while seq > 0:
+            try:
+                raw = await self.js.get_msg(EVENTS_STREAM, seq=seq)
+            except NotFoundError:
+                seq -= 1
+                continue
+            if subject is None or raw.subject == subject:
+                return raw
+            seq -= 1
+        return None
+
+    async def version(self, aggregate_id: str) -> int:
+        env, _ = await self._last_valid(subject_of(aggregate_id))
+        return env.aggregate_version if env else 0
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def append(
+        self,
+        payload: Message,
+        *,
+        run_id: str,
+        aggregate_id: str,
+        expected_version: int | None = None,
+        event_id: str | None = None,
+        causation_id: str = "",
+        correlation_id: str = "",
+        deadline_s: float = 300.0,
+    ) -> events_pb2.Envelope:
+        """Append one event; returns it sealed. Re-appending an event id stores nothing new
+        and returns the stored event. Raises ConcurrencyError when `expected_version` is
+        given and the aggregate has moved on."""
+        subject = subject_of(aggregate_id)
+        env = envelope.build(payload, run_id=run_id, aggregate_id=aggregate_id, service=self.service,
+                             event_id=event_id, causation_id=causation_id, correlation_id=correlation_id)
+        give_up = time.monotonic() + deadline_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                head, stream_seq = await self._last_valid(None)
+                last_of_aggregate, subject_seq = await self._last_valid(subject)
+                version = last_of_aggregate.aggregate_version if last_of_aggregate else 0
+                if expected_version is not None and version != expected_version:
+                    raise ConcurrencyError(aggregate_id, expected_version, version)
+                envelope.seal(env, sequence=(head.sequence if head else 0) + 1,
+                              prev_hash=head.hash if head else envelope.GENESIS, aggregate_version=version + 1)
+                ack = await self.js.publish(subject, env.SerializeToString(deterministic=True), headers={
+                    "Nats-Msg-Id": env.event_id,
+                    "Nats-Expected-Last-Sequence": str(stream_seq),
+                    "Nats-Expected-Last-Subject-Sequence": str(subject_seq),
+                })
+            except APIError as exc:
+                if exc.err_code not in CONFLICT_CODES:
+                    raise
+                if time.monotonic() > give_up:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.01 * min(attempt, 20)))
+                continue
+            except _TRANSIENT as exc:
+                if time.monotonic() > give_up:
+                    raise
+                self.log.warning("eventstore.append_retry", event_id=env.event_id, error=repr(exc))
+                await asyncio.sleep(min(0.1 * attempt, 2.0))
+                continue
+            metrics.EVENTS_PUBLISHED.labels(self.service, env.type).inc()
+            if ack.duplicate:
+                stored = await self.read(ack.seq)
+                return stored.env if stored and stored.env else env
+            return env
+
+    async def reject(self, record: Record, consumer: str) -> None:
+        """Record a malformed message as an EventRejected event (once per message)."""
+        metrics.EVENTS_REJECTED.labels(self.service).inc()
+        self.log.warning("event.rejected", stream_seq=record.stream_seq, subject=record.subject,
+                         reason=record.error)
+        await self.append(
+            events_pb2.EventRejected(subject=record.subject, reason=record.error,
+                                     raw_excerpt=record.raw[:200].decode("utf-8", "replace"), consumer=consumer),
+            run_id="", aggregate_id=REJECTIONS_AGGREGATE,
+            event_id=envelope.event_id_for("rejected", str(record.stream_seq)),
+        )
+
+    # -- following ---------------------------------------------------------------------------
+
+    async def follow(
+        self,
+        handle: EventHandler,
+        *,
+        start_seq: int = 1,
+        on_idle: Callable[[], Awaitable[None]] | None = None,
+        stop: asyncio.Event | None = None,
+        idle_poll_s: float = 1.0,
+    ) -> None:
+        """Deliver every message from `start_seq` on, in order, forever (until `stop`).
+
+        Reads by sequence, so a reconnect or a server restart needs no re-binding; a core
+        subscription on the event subjects only wakes the loop early. `on_idle` runs each
+        time the reader has caught up with the log. Malformed messages become
+        EventRejected events and are skipped.
+        """
+        wake = asyncio.Event()
+
+        async def wake_up(_msg: object) -> None:
+            wake.set()
+
+        sub = await self.nc.subscribe(f"{EVENTS_SUBJECT_ROOT}.>", cb=wake_up)
+        seq = start_seq
+        try:
+            while stop is None or not stop.is_set():
+                try:
+                    record = await self.read(seq)
+                except _TRANSIENT:
+                    await asyncio.sleep(0.5)
+                    continue
+                if record is None:
+                    if on_idle is not None:
+                        await on_idle()
+                    wake.clear()
+                    waiters = [asyncio.ensure_future(wake.wait())]
+                    if stop is not None:
+                        waiters.append(asyncio.ensure_future(stop.wait()))
+                    _, pending = await asyncio.wait(waiters, timeout=idle_poll_s,
+                                                    return_when=asyncio.FIRST_COMPLETED)
+                    for task in pending:
+                        task.cancel()
+                    continue
+                if record.env is None:
+                    if record.subject != subject_of(REJECTIONS_AGGREGATE):
+                        await self.reject(record, consumer=self.service)
+                else:
+                    metrics.EVENTS_CONSUMED.labels(self.service, record.env.type).inc()
+                    await handle(record)
+                seq += 1
+        finally:
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error:
+                pass

