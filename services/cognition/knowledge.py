@@ -297,9 +297,7 @@ class KnowledgeBase:
             self._client.close()
 
     def _ensure_collections(self) -> None:
-        vectors = {
-            name: qm.VectorParams(size=embedder.DIMENSION, distance=qm.Distance.COSINE) for name in VECTOR_NAMES
-        }
+        vectors = {name: qm.VectorParams(size=embedder.DIMENSION, distance=qm.Distance.COSINE) for name in VECTOR_NAMES}
         with self._lock:
             for kind in KINDS:
                 if not self._client.collection_exists(kind):
