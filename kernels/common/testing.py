@@ -1,0 +1,135 @@
+"""Random, well-conditioned inputs and gradient comparisons, shared by the tests and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+Inputs = dict[str, torch.Tensor | None]
+
+# float32 round-off through a few hundred steps stays near 1e-6 relative; 1e-4 leaves room without hiding bugs.
+RELATIVE_TOLERANCE = 1e-4
+
+
+def make_inputs(
+    op: str,
+    B: int,
+    T: int,
+    H: int,
+    K: int,
+    V: int,
+    gate: str | None = None,
+    with_initial_state: bool = False,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> Inputs:
+    """Fresh random leaf tensors for `op` ("linear_attn", "delta_rule" or "gated_delta_rule").
+
+    Keys are l2-normalised (the delta rule needs ||k|| = 1 to stay contractive), beta spans (0, 2)
+    so negative eigenvalues are exercised, and log-decays follow the papers' gates (logsigmoid),
+    kept away from zero so that decay matters. gate: None, "scalar" ([B, T, H]) or "vector"
+    ([B, T, H, K]); ignored by the delta rule, always "scalar" for the gated delta rule.
+    """
+
+    def leaf(x: torch.Tensor) -> torch.Tensor:
+        return x.to(device=device, dtype=dtype).requires_grad_()
+
+    inputs: Inputs = {
+        "q": leaf(torch.randn(B, T, H, K)),
+        "k": leaf(F.normalize(torch.randn(B, T, H, K), dim=-1)),
+        "v": leaf(torch.randn(B, T, H, V)),
+    }
+    if op == "gated_delta_rule":
+        gate = "scalar"
+    if op != "delta_rule" and gate is not None:
+        shape = (B, T, H) if gate == "scalar" else (B, T, H, K)
+        inputs["g"] = leaf(F.logsigmoid(torch.randn(shape) + 2.0))
+    elif op == "linear_attn":
+        inputs["g"] = None
+    if op != "linear_attn":
+        inputs["beta"] = leaf(torch.rand(B, T, H) * 1.98 + 0.01)
+    inputs["initial_state"] = leaf(torch.randn(B, H, K, V) * 0.5) if with_initial_state else None
+    return inputs
+
+
+def forward_backward(
+    fn: Callable[..., tuple[torch.Tensor, torch.Tensor | None]],
+    inputs: Inputs,
+    grad_o: torch.Tensor,
+    grad_final_state: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Run `fn(**inputs, output_final_state=True)` and backpropagate the given output gradients.
+
+    Returns "o", "final_state" and "d<name>" for every input that requires a gradient.
+    """
+    o, final_state = fn(**inputs, output_final_state=True)
+    leaves = {name: x for name, x in inputs.items() if x is not None and x.requires_grad}
+    loss = (o.float() * grad_o).sum() + (final_state.float() * grad_final_state).sum()
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    result = {"o": o.detach(), "final_state": final_state.detach()}
+    result.update({f"d{name}": grad for name, grad in zip(leaves, grads, strict=True)})
+    return result
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Root-mean-square error relative to the root-mean-square of `expected`; inf when not finite."""
+    actual, expected = actual.detach().double().cpu(), expected.detach().double().cpu()
+    if not torch.isfinite(actual).all():
+        return float("inf")
+    return ((actual - expected).pow(2).mean().sqrt() / expected.pow(2).mean().sqrt().clamp_min(1e-12)).item()
+
+
+def compare(
+    candidate: Callable[..., tuple[torch.Tensor, torch.Tensor | None]],
+    reference: Callable[..., tuple[torch.Tensor, torch.Tensor | None]],
+    inputs: Inputs,
+) -> dict[str, float]:
+    """Relative error of `candidate` against `reference` for the output, final state and every gradient."""
+    o, final_state = reference(**inputs, output_final_state=True)
+    grad_o, grad_final_state = torch.randn_like(o.float()), torch.randn_like(final_state.float())
+    expected = forward_backward(reference, inputs, grad_o, grad_final_state)
+    actual = forward_backward(candidate, inputs, grad_o, grad_final_state)
+    return {name: relative_error(actual[name], expected[name]) for name in expected}
+
+
+def assert_all_close(errors: dict[str, float], tolerance: float = RELATIVE_TOLERANCE) -> None:
+    """Every relative error is under `tolerance`; NaN and inf never pass."""
+    failing = {name: error for name, error in errors.items() if not error < tolerance}
+    assert not failing, f"relative errors over {tolerance}: {failing} (all: {errors})"
+
+
+def interpreted_triton_errors(op: str, cases: list[tuple[int, bool, str | None]]) -> list[dict[str, float]]:
+    """Relative errors of the Triton implementation of `op` against naive, under TRITON_INTERPRET=1.
+
+    cases: (T, with_initial_state, gate) triples. The interpreter must be switched on before Triton
+    is first imported, so the comparisons run in one fresh Python process, at a toy size (B=1, H=1,
+    K=V=16) in float32.
+    """
+    script = (
+        "import json, torch\n"
+        "from kernels.common.testing import compare, make_inputs\n"
+        "from kernels.dispatch import implementation\n"
+        "torch.set_num_threads(1)\n"
+        f"triton, naive = (implementation({op!r}, 'chunk', backend) for backend in ('triton', 'naive'))\n"
+        "errors = []\n"
+        f"for T, with_initial_state, gate in {cases!r}:\n"
+        f"    inputs = make_inputs({op!r}, 1, T, 1, 16, 16, gate=gate, with_initial_state=with_initial_state)\n"
+        "    errors.append(compare(triton, naive, inputs))\n"
+        "print(json.dumps(errors))\n"
+    )
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    repo_root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo_root), env.get("PYTHONPATH")]))
+    finished = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    if finished.returncode != 0:
+        raise RuntimeError(f"interpreted Triton run failed:\n{finished.stderr[-4000:]}")
+    return json.loads(finished.stdout.strip().splitlines()[-1])

@@ -1,0 +1,56 @@
+"""chunk_gated_delta_rule and recurrent_gated_delta_rule: every implementation against naive."""
+
+from functools import partial
+
+import pytest
+import torch
+
+from kernels import chunk_gated_delta_rule, recurrent_gated_delta_rule
+from kernels.common.testing import assert_all_close, compare, make_inputs
+from kernels.gated_delta_rule import naive_recurrent_gated_delta_rule, torch_chunk_gated_delta_rule
+
+
+@pytest.mark.parametrize("T", [63, 100])
+@pytest.mark.parametrize("with_initial_state", [False, True])
+def test_chunk_gated_delta_rule_torch_matches_naive(T: int, with_initial_state: bool) -> None:
+    inputs = make_inputs("gated_delta_rule", B=2, T=T, H=2, K=32, V=16, with_initial_state=with_initial_state)
+    chunked = partial(chunk_gated_delta_rule, backend="torch")
+    assert_all_close(compare(chunked, naive_recurrent_gated_delta_rule, inputs))
+
+
+@pytest.mark.parametrize("chunk_size", [16, 32])
+def test_chunk_gated_delta_rule_torch_any_chunk_size(chunk_size: int) -> None:
+    inputs = make_inputs("gated_delta_rule", B=1, T=100, H=2, K=16, V=32, with_initial_state=True)
+    chunked = partial(torch_chunk_gated_delta_rule, chunk_size=chunk_size)
+    assert_all_close(compare(chunked, naive_recurrent_gated_delta_rule, inputs))
+
+
+def test_chunk_gated_delta_rule_defaults_to_torch_on_cpu_and_honours_the_environment(monkeypatch) -> None:
+    inputs = make_inputs("gated_delta_rule", B=1, T=20, H=1, K=8, V=8)
+    arguments = [inputs[name] for name in ("q", "k", "v", "g", "beta")]
+    monkeypatch.delenv("ASI_KERNEL_BACKEND", raising=False)
+    default, _ = chunk_gated_delta_rule(*arguments)
+    chunked, _ = torch_chunk_gated_delta_rule(*arguments)
+    assert torch.equal(default, chunked)
+    monkeypatch.setenv("ASI_KERNEL_BACKEND", "naive")
+    forced, _ = chunk_gated_delta_rule(*arguments)
+    naive, _ = naive_recurrent_gated_delta_rule(*arguments)
+    assert torch.equal(forced, naive)
+
+
+def test_chunk_gated_delta_rule_returns_no_state_unless_asked() -> None:
+    inputs = make_inputs("gated_delta_rule", B=1, T=10, H=1, K=8, V=8)
+    o, final_state = chunk_gated_delta_rule(*(inputs[name] for name in ("q", "k", "v", "g", "beta")))
+    assert o.shape == (1, 10, 1, 8) and final_state is None
+
+
+def test_recurrent_gated_delta_rule_continues_from_a_chunked_prefix() -> None:
+    inputs = make_inputs("gated_delta_rule", B=2, T=70, H=2, K=16, V=16)
+    q, k, v, g, beta = (inputs[name].detach() for name in ("q", "k", "v", "g", "beta"))
+    whole, whole_state = chunk_gated_delta_rule(q, k, v, g, beta, output_final_state=True)
+    prefix, state = chunk_gated_delta_rule(*(x[:, :50] for x in (q, k, v, g, beta)), output_final_state=True)
+    suffix, final_state = recurrent_gated_delta_rule(
+        *(x[:, 50:] for x in (q, k, v, g, beta)), initial_state=state, output_final_state=True
+    )
+    torch.testing.assert_close(torch.cat([prefix, suffix], dim=1), whole, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(final_state, whole_state, rtol=1e-4, atol=1e-5)
