@@ -24,6 +24,9 @@ from services.runtime.vocabulary import COMPONENTS
 D_MODEL, N_HEADS, ODD_LENGTH = 32, 2, 37
 
 
+EVERY_VALUE = [f"{axis}={value}" for axis, values in COMPONENTS.items() for value in values]
+
+
 def designs_with_every_value() -> list[dict[str, str]]:
     """The seed with each axis moved to each of its values (made valid around that value)."""
     return [
@@ -37,7 +40,7 @@ def code_for(components: dict[str, str]) -> str:
     return render(components, name_of(components), "A test design.")
 
 
-@pytest.mark.parametrize("components", designs_with_every_value(), ids=name_of)
+@pytest.mark.parametrize("components", designs_with_every_value(), ids=EVERY_VALUE)
 def test_every_component_value_builds_a_causal_differentiable_finite_mixer(components):
     torch.manual_seed(0)
     mixer = load_mixer_class(code_for(components))(D_MODEL, N_HEADS)
@@ -62,7 +65,7 @@ def test_every_component_value_builds_a_causal_differentiable_finite_mixer(compo
         assert torch.isfinite(parameter.grad).all(), f"{name} has a non-finite gradient"
 
 
-@pytest.mark.parametrize("components", designs_with_every_value(), ids=name_of)
+@pytest.mark.parametrize("components", designs_with_every_value(), ids=EVERY_VALUE)
 def test_rendered_code_imports_only_what_the_contract_allows(components):
     tree = ast.parse(code_for(components))
     imported = {
