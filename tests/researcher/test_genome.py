@@ -21,7 +21,7 @@ from services.researcher.genome import (
 from services.researcher.novelty import functional_fingerprint, load_mixer_class
 from services.runtime.vocabulary import COMPONENTS
 
-D_MODEL, N_HEADS, ODD_LENGTH = 32, 2, 37
+D_MODEL, N_HEADS, ODD_LENGTH = 32, 2, 77
 
 
 EVERY_VALUE = [f"{axis}={value}" for axis, values in COMPONENTS.items() for value in values]
@@ -50,13 +50,14 @@ def test_every_component_value_builds_a_causal_differentiable_finite_mixer(compo
     assert y.shape == x.shape
     assert torch.isfinite(y).all()
 
-    # Causal: changing tokens after t leaves outputs up to t unchanged.
-    t = 20
-    x_future_changed = x.detach().clone()
-    x_future_changed[:, t + 1 :] = torch.randn(2, ODD_LENGTH - t - 1, D_MODEL)
-    y_future_changed = mixer(x_future_changed)
-    torch.testing.assert_close(y_future_changed[:, : t + 1], y[:, : t + 1].detach(), rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(y_future_changed[:, t + 1 :], y[:, t + 1 :].detach())
+    # Causal: changing tokens after t leaves outputs up to t unchanged, within the first
+    # kernel chunk (64 tokens) and across its boundary.
+    for t in (20, 70):
+        x_future_changed = x.detach().clone()
+        x_future_changed[:, t + 1 :] = torch.randn(2, ODD_LENGTH - t - 1, D_MODEL)
+        y_future_changed = mixer(x_future_changed)
+        torch.testing.assert_close(y_future_changed[:, : t + 1], y[:, : t + 1].detach(), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(y_future_changed[:, t + 1 :], y[:, t + 1 :].detach())
 
     y.square().mean().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
