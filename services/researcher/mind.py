@@ -178,11 +178,9 @@ class EvolveMind:
         for axis, broken, safer in REPAIRS.get(failure_kind, ()):
             if components[axis] != broken:
                 continue
-            repaired = _apply(_Child(dict(components)), _Change(axis, safer), banned=set())
-            if repaired is None:
-                continue
-            name = genome.name_of(repaired.components)
-            what = _describe_changes(components, repaired.components)
+            repaired = genome.make_valid({**components, axis: safer}, keep=axis)
+            name = genome.name_of(repaired)
+            what = _describe_changes(components, repaired)
             first_line = message.strip().splitlines()[0][:200] if message.strip() else "no message"
             motivation = (
                 f"Repair of {candidate.name} ({candidate.arch_id}) after a {failure_kind} failure "
@@ -192,8 +190,8 @@ class EvolveMind:
             return Proposal(
                 name=name,
                 motivation=motivation,
-                code=genome.render(repaired.components, name, motivation),
-                components=repaired.components,
+                code=genome.render(repaired, name, motivation),
+                components=repaired,
                 origin="original",
                 citations=(),
                 mutation=f"repair after {failure_kind}: {what}",
