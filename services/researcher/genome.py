@@ -247,7 +247,7 @@ class ShortConv(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 4):
         super().__init__()
         # Padding on both sides, then keeping the first T outputs, pads only the past.
-        self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, padding=kernel_size - 1)
+        self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, padding=kernel_size - 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
