@@ -1,0 +1,226 @@
+"""`asi-arch`: the one entry point. Commands that report take --json and then print one JSON
+object on stdout; progress and messages go to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from services.runtime import envelope
+from services.runtime.logfile import LogNotFound, fold, read_data_dir, read_file
+from services.runtime.projection import ArchitectureView, Projection
+
+SERVICES = {
+    "cognition": "services.cognition.service:CognitionService",
+    "researcher": "services.researcher.service:ResearcherService",
+    "engineer": "services.engineer.worker:EngineerWorker",
+    "judge": "services.judge.service:JudgeService",
+    "analyst": "services.analyst.service:AnalystService",
+}
+DEFAULT_DATA_DIR = Path(".asi")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from services.runtime.launcher import Launcher, RunOptions
+
+    if args.experiments < 1:
+        print("error: --experiments must be at least 1", file=sys.stderr)
+        return 2
+    options = RunOptions(data_dir=args.data_dir, experiments=args.experiments, profile=args.profile,
+                         seed=args.seed, engineers=args.engineers, corpus=args.corpus or "", nats_url=args.nats or "",
+                         qdrant_url=args.qdrant or "", llm_url=args.llm_url or "", llm_model=args.llm_model,
+                         job_ack_wait_s=args.job_ack_wait, as_json=args.json)
+    return Launcher(options).run()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from services.runtime.app import main
+
+    module_name, _, class_name = SERVICES[args.service].partition(":")
+    main(getattr(importlib.import_module(module_name), class_name))
+    return 0
+
+
+def _events(args: argparse.Namespace) -> list:
+    if getattr(args, "file", None):
+        return read_file(args.file)
+    return read_data_dir(args.data_dir)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    events = read_data_dir(args.data_dir)
+    with open(args.output, "w") as out:
+        for env in events:
+            out.write(envelope.to_line(env) + "\n")
+    print(f"exported {len(events)} events to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if not args.file.exists():
+        print(f"error: {args.file} does not exist", file=sys.stderr)
+        return 2
+    with args.file.open() as lines:
+        report = envelope.verify_chain(line for line in lines if line.strip())
+    if args.json:
+        print(json.dumps(asdict(report), sort_keys=True))
+    if report.ok:
+        print(f"chain holds: {report.events} events", file=sys.stderr)
+        return 0
+    print(f"chain broken at sequence {report.first_bad_sequence}: {report.reason}", file=sys.stderr)
+    return 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    summary = fold(read_file(args.file)).summary()
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print(f"{summary['events']} events, {summary['experiments']} experiments, digest {summary['digest']}")
+        for row in summary["leaderboard"]:
+            print(f"  {row['arch_id']}  {row['name']:<40} fitness {row['fitness']:.4f}")
+    return 0
+
+
+def describe(arch: ArchitectureView, projection: Projection) -> str:
+    """The decision trail of one architecture, for a person."""
+    lines = [f"{arch.arch_id}  {arch.name}  (run {arch.run_id}, status {arch.status})"]
+    if arch.is_baseline:
+        lines.append("  role:       the run's baseline (seed of the search)")
+    for parent_id in arch.parents:
+        parent = projection.archs.get(parent_id)
+        lines.append(f"  parent:     {parent_id} {parent.name if parent else '(unknown)'}")
+    if arch.parent_selection:
+        lines.append(f"  chosen as:  {arch.parent_selection}")
+    lines.append(f"  origin:     {arch.origin} (mind {arch.mind})")
+    for c in arch.citations:
+        lines.append(f"  cites:      {c['entry_id']} ({c['kind']}, score {c['score']:.3f})")
+    lines.append(f"  change:     {arch.mutation}")
+    lines.append(f"  motivation: {arch.motivation}")
+    lines.append("  components: " + ", ".join(f"{k}={v}" for k, v in sorted(arch.components.items())))
+    lines.append(f"  code:       sha256 {arch.code_hash}, fingerprint {arch.fingerprint}")
+    if arch.result:
+        r = arch.result
+        bench = ", ".join(f"{k} {v:.3f}" for k, v in r["benchmarks"].items())
+        lines.append(f"  trained:    val_loss {r['val_loss']:.4f}, benchmarks {bench} (mean {r['benchmark_mean']:.3f})")
+        lines.append(f"              {r['params']} params, {r['tokens_per_s']:,.0f} tok/s, {r['train_seconds']:.1f}s")
+    if arch.failure:
+        lines.append(f"  failure:    {arch.failure['kind']}: {arch.failure['message']}")
+    if arch.fitness is not None:
+        terms = ", ".join(f"{k} {v:.3f}" for k, v in arch.terms.items())
+        lines.append(f"  judged:     fitness {arch.fitness:.4f} ({terms}) by {arch.judge}")
+        lines.append(f"  rationale:  {arch.rationale}")
+    if arch.analysis:
+        lines.append(f"  analysis:   [{arch.outcome}] {arch.analysis}")
+    children = projection.descendants(arch.arch_id)
+    if children:
+        lines.append(f"  descendants: {', '.join(children)}")
+    lines.append("  trail:")
+    lines.extend(f"    #{t.sequence:<5} {t.type:<22} {t.producer:<11} {t.detail}" for t in arch.trail)
+    return "\n".join(lines)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    projection = fold(_events(args))
+    arch = projection.archs.get(args.arch_id)
+    if arch is None:
+        known = ", ".join(list(projection.archs)[:10])
+        print(f"error: no architecture {args.arch_id} in the log (known: {known or 'none'})", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(asdict(arch), sort_keys=True, default=str))
+    else:
+        print(describe(arch, projection))
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    projection = fold(_events(args))
+    if args.arch_id not in projection.archs:
+        print(f"error: no architecture {args.arch_id} in the log", file=sys.stderr)
+        return 1
+    ancestors, descendants = projection.ancestors(args.arch_id), projection.descendants(args.arch_id)
+    result = {"arch_id": args.arch_id, "ancestors": ancestors, "descendants": descendants}
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print(f"{args.arch_id}\n  ancestors:   {' <- '.join(ancestors) or 'none'}\n"
+              f"  descendants: {', '.join(descendants) or 'none'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asi-arch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the discovery loop on this machine (embedded NATS and Qdrant)")
+    run.add_argument("--experiments", type=int, default=8, help="experiment budget, baseline excluded")
+    run.add_argument("--profile", default="cpu", help="training profile: tiny, cpu, gpu-20m, gpu-340m")
+    run.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--engineers", type=int, default=1, help="engineer worker processes")
+    run.add_argument("--corpus", help="text file or folder to train on (default: the Python standard library)")
+    run.add_argument("--nats", help="use this NATS server instead of starting one")
+    run.add_argument("--qdrant", help="use this Qdrant server instead of local mode")
+    run.add_argument("--llm-url", help="OpenAI-compatible base URL (e.g. a vLLM server)")
+    run.add_argument("--llm-model", default=os.environ.get("ASI_LLM_MODEL", "default"))
+    run.add_argument("--job-ack-wait", type=float, default=30.0,
+                     help="seconds a training job may go without a heartbeat before redelivery")
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="run one service (the container entry point); settings from ASI_* env")
+    serve.add_argument("service", choices=sorted(SERVICES))
+    serve.set_defaults(func=cmd_serve)
+
+    events = sub.add_parser("events", help="export or verify the event log").add_subparsers(dest="action",
+                                                                                          required=True)
+    export = events.add_parser("export", help="write the log as one canonical JSON event per line")
+    export.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    export.add_argument("-o", "--output", type=Path, required=True)
+    export.set_defaults(func=cmd_export)
+    verify = events.add_parser("verify", help="check the hash chain of an exported log")
+    verify.add_argument("file", type=Path)
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_verify)
+
+    replay = sub.add_parser("replay", help="rebuild the projections from an exported log alone")
+    replay.add_argument("file", type=Path)
+    replay.add_argument("--json", action="store_true")
+    replay.set_defaults(func=cmd_replay)
+
+    for name, func, text in (("audit", cmd_audit, "the decision trail of one architecture"),
+                             ("lineage", cmd_lineage, "ancestors and descendants of one architecture")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("arch_id")
+        command.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+        command.add_argument("--file", type=Path, help="read an exported log instead of the data dir")
+        command.add_argument("--json", action="store_true")
+        command.set_defaults(func=func)
+
+    for module in ("services.engineer.commands", "services.cognition.commands"):
+        try:
+            importlib.import_module(module).add_parsers(sub)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (LogNotFound, envelope.MalformedEvent) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""`asi-arch run`: the whole system on one machine.
+
+Starts nats-server (unless --nats is given) with its store in the data dir, starts the
+run (or resumes the one the log holds), launches the five services as separate
+processes that talk only through NATS and gRPC, shows progress from the event stream,
+and stops everything once the run has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from services.pb import events_pb2
+from services.runtime.eventstore import EventStore, Record
+from services.runtime.natsserver import EmbeddedNats, free_port, running_url
+from services.runtime.projection import Projection, RunView
+
+SERVICE_NAMES = ("cognition", "analyst", "researcher", "judge")
+MAX_RESTARTS = 5  # per service, before the launcher gives up on the run
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    data_dir: Path
+    experiments: int
+    profile: str
+    seed: int
+    engineers: int
+    corpus: str
+    nats_url: str
+    qdrant_url: str
+    llm_url: str
+    llm_model: str
+    job_ack_wait_s: float
+    as_json: bool
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class ServiceProcess:
+    """One service as a child process, its output appended to logs/<name>.log."""
+
+    def __init__(self, name: str, role: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name, self.role, self.env = name, role, env
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", self.role],
+                                        env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+    def exited(self) -> int | None:
+        return self.process.poll() if self.process else None
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self._log:
+            self._log.close()
+
+
+class Launcher:
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.data_dir = options.data_dir.resolve()
+        self.log_dir = self.data_dir / "logs"
+        self.started_at = time.monotonic()
+
+    def run(self) -> int:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        nats: EmbeddedNats | None = None
+        url = self.options.nats_url
+        if not url:
+            owner = running_url(self.data_dir)
+            if owner:
+                say(f"error: another process serves {self.data_dir} (nats at {owner}); "
+                    "wait for it to finish or use another --data-dir")
+                return 2
+            nats = EmbeddedNats(self.data_dir / "nats", url_file=self.data_dir / "nats.url")
+            url = nats.start()
+            say(f"nats-server started at {url} (store {self.data_dir / 'nats'})")
+        try:
+            return asyncio.run(self._main(url))
+        except KeyboardInterrupt:
+            say("interrupted: the run is kept in the log; `asi-arch run` on the same data dir resumes it")
+            return 130
+        finally:
+            if nats is not None:
+                nats.stop()
+
+    def _env(self, url: str, run_id: str, ports: dict[str, int]) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("ASI_")}
+        return {**base, "ASI_NATS_URL": url, "ASI_DATA_DIR": str(self.data_dir), "ASI_RUN_ID": run_id,
+                "ASI_COGNITION_ADDR": f"127.0.0.1:{ports['cognition']}",
+                "ASI_LINEAGE_ADDR": f"127.0.0.1:{ports['analyst']}", "ASI_QDRANT_URL": self.options.qdrant_url,
+                "ASI_LLM_URL": self.options.llm_url, "ASI_LLM_MODEL": self.options.llm_model,
+                "ASI_JOB_ACK_WAIT_S": str(self.options.job_ack_wait_s), "HF_HUB_OFFLINE": "1",
+                "PYTHONUNBUFFERED": "1"}
+
+    def _processes(self, url: str, run_id: str) -> list[ServiceProcess]:
+        ports = {name: free_port() for name in SERVICE_NAMES}
+        env = self._env(url, run_id, ports)
+        processes = []
+        for name in SERVICE_NAMES:
+            processes.append(ServiceProcess(name, name, {**env, "ASI_GRPC_PORT": str(ports[name]),
+                                                         "ASI_METRICS_PORT": str(free_port())}, self.log_dir))
+        for i in range(1, self.options.engineers + 1):
+            processes.append(ServiceProcess(f"engineer-{i}", "engineer",
+                                            {**env, "ASI_WORKER_ID": f"engineer-{i}", "ASI_GRPC_PORT": "0",
+                                             "ASI_METRICS_PORT": str(free_port())}, self.log_dir))
+        return processes
+
+    async def _main(self, url: str) -> int:
+        store = await EventStore.open(url, "launcher")
+        try:
+            projection = Projection()
+            records = await store.read_all()
+            for record in records:
+                if record.env is not None:
+                    projection.apply(record.env, record.event)  # type: ignore[arg-type]
+            run = projection.latest_run()
+            if run is not None and run.finished:
+                say(f"run {run.run_id} already finished ({run.reason}); nothing to resume")
+                return self._report(projection, run)
+            if run is None:
+                run = await self._start_run(store)
+            else:
+                done = sum(a.terminal for a in projection.experiments(run.run_id))
+                say(f"resuming run {run.run_id}: {done}/{run.experiments} experiments finished")
+            return await self._supervise(store, url, run.run_id, start_seq=len(records) + 1, projection=projection)
+        finally:
+            await store.close()
+
+    async def _start_run(self, store: EventStore) -> RunView:
+        run_id = "run-" + uuid.uuid4().hex[:12]
+        o = self.options
+        env = await store.append(
+            events_pb2.RunStarted(profile=o.profile, experiments=o.experiments, seed=o.seed, mind="evolve",
+                                  corpus=o.corpus, engineers=o.engineers),
+            run_id=run_id, aggregate_id=run_id, expected_version=0)
+        say(f"run {run_id} started: {o.experiments} experiments, profile {o.profile}, "
+            f"{o.engineers} engineer worker(s), data in {self.data_dir}")
+        return RunView(run_id, o.profile, o.experiments, o.seed, "evolve", o.corpus, o.engineers, env.event_id)
+
+    async def _supervise(self, store: EventStore, url: str, run_id: str, *, start_seq: int,
+                         projection: Projection) -> int:
+        processes = self._processes(url, run_id)
+        for process in processes:
+            process.start()
+        say(f"services started: {', '.join(p.name for p in processes)} (logs in {self.log_dir})")
+        stop = asyncio.Event()
+        failure: list[str] = []
+
+        async def handle(record: Record) -> None:
+            assert record.env is not None
+            projection.apply(record.env, record.event)  # type: ignore[arg-type]
+            self._show(record, projection)
+            run = projection.runs.get(run_id)
+            if run is not None and run.finished:
+                stop.set()
+
+        async def watch() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(1.0)
+                for process in processes:
+                    code = process.exited()
+                    if code is None:
+                        continue
+                    if process.restarts >= MAX_RESTARTS:
+                        failure.append(f"{process.name} exited {MAX_RESTARTS + 1} times; see {process.log_path}")
+                        stop.set()
+                        return
+                    process.restarts += 1
+                    say(f"{process.name} exited with code {code}; restarting ({process.restarts}/{MAX_RESTARTS}), "
+                        f"see {process.log_path}")
+                    process.start()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await store.follow(handle, start_seq=start_seq, stop=stop)
+        finally:
+            watcher.cancel()
+            for process in processes:
+                process.stop()
+        if failure:
+            say("error: " + failure[0])
+            return 1
+        return self._report(projection, projection.runs[run_id])
+
+    def _show(self, record: Record, projection: Projection) -> None:
+        env, event = record.env, record.event
+        assert env is not None and event is not None
+        clock = f"[{time.monotonic() - self.started_at:7.1f}s]"
+        arch_id = getattr(event, "arch_id", "")
+        arch = projection.archs.get(arch_id)
+        name = f"{arch_id} {arch.name}" if arch else arch_id
+        cites = "; cites " + ", ".join(c.entry_id for c in event.citations) if getattr(event, "citations", None) else ""
+        line = {
+            "ArchitectureProposed": lambda e: f"proposed {name} (origin {e.origin}{cites})",
+            "ProposalRejected": lambda e: f"{name} rejected by {e.gate} gate: {e.reason}",
+            "TrainingStarted": lambda e: f"{name} training on {e.worker}",
+            "TrainingProgress": lambda e: f"{name} step {e.step}/{e.steps} loss {e.train_loss:.3f} "
+                                          f"{e.tokens_per_s:,.0f} tok/s",
+            "TrainingFinished": lambda e: f"{name} trained: val_loss {e.val_loss:.4f}, benchmarks "
+                                          f"{e.benchmark_mean:.3f}, {e.train_seconds:.1f}s",
+            "TrainingFailed": lambda e: f"{name} FAILED ({e.kind}): {e.message[:160]}",
+            "ArchitectureJudged": lambda e: f"{name} fitness {e.fitness:.4f}",
+            "ArchitectureDiscarded": lambda e: f"{name} discarded: {e.reason}",
+            "ArchitectureAnalyzed": lambda e: f"{name} analyzed: {e.outcome}",
+            "RunFinished": lambda e: f"run finished: {e.reason}",
+            "EventRejected": lambda e: f"rejected a malformed message on {e.subject}: {e.reason}",
+        }.get(env.type)
+        if line is not None:
+            say(f"{clock} {line(event)}")
+
+    def _report(self, projection: Projection, run: RunView) -> int:
+        summary = projection.summary()
+        results_dir = self.data_dir / "results"
+        results_dir.mkdir(exist_ok=True)
+        results_path = results_dir / f"{run.run_id}.json"
+        results_path.write_text(json.dumps(summary, indent=2, sort_keys=True))
+        board = projection.leaderboard(run.run_id)
+        say(f"\nleaderboard of {run.run_id} ({len(projection.experiments(run.run_id))} experiments):")
+        say(f"  {'rank':>4}  {'arch':<18} {'name':<40} {'fitness':>8} {'val_loss':>9} {'bench':>6}")
+        for rank, arch in enumerate(board, start=1):
+            tag = " (baseline)" if arch.is_baseline else ""
+            say(f"  {rank:>4}  {arch.arch_id:<18} {(arch.name + tag)[:40]:<40} {arch.fitness:>8.4f} "
+                f"{arch.result.get('val_loss', 0):>9.4f} {arch.result.get('benchmark_mean', 0):>6.3f}")
+        say(f"\nresults: {results_path}\nlogs:    {self.log_dir}\nevent log: {self.data_dir / 'nats'} "
+            f"(export with `asi-arch events export --data-dir {self.options.data_dir} -o run.jsonl`, "
+            f"audit with `asi-arch audit ARCH_ID --data-dir {self.options.data_dir}`)")
+        if self.options.as_json:
+            payload: dict[str, Any] = {"run_id": run.run_id, "reason": run.reason, "results": str(results_path),
+                                       "logs": str(self.log_dir), **summary}
+            print(json.dumps(payload, sort_keys=True))
+        return 0 if run.reason == "experiment budget spent" else 1
