@@ -102,6 +102,15 @@ REPAIRS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("decay", "vector", "scalar"),
         ("conv", "short", "none"),
     ),
+    # The engineer's complexity probe: only the softmax window can grow with T beyond the recurrence.
+    "quadratic": (("path", "local_global", "single"),),
+    # The engineer's parameter budget (DeltaNet's count, within a tolerance): the gate's d x d
+    # projection is the largest optional weight, GLA's low-rank gate the next.
+    "params_out_of_budget": (
+        ("gate", "output", "none"),
+        ("decay", "vector", "scalar"),
+        ("path", "local_global", "single"),
+    ),
     "non_finite": (
         ("beta_range", "0_2", "0_1"),
         ("qk_norm", "none", "l2"),
@@ -167,7 +176,8 @@ class EvolveMind:
     def repair(self, candidate: Candidate, failure_kind: str, message: str, *, key: str) -> Proposal | None:
         """A smaller or safer variant after ``failure_kind``, or None when no repair applies.
 
-        Known kinds: ``non_causal``, ``timeout``, ``memory``, ``non_finite``.  Repairs
+        Known kinds are the keys of ``REPAIRS`` (the engineer's ``non_causal``, ``timeout``,
+        ``memory``, ``non_finite``, ``quadratic``, ``params_out_of_budget``).  Repairs
         follow a fixed order and need no randomness; ``key`` keeps the call shaped like
         :meth:`propose`.
         """

@@ -130,6 +130,8 @@ def as_candidate(components: dict[str, str]) -> Candidate:
         ({"path": "local_global"}, "timeout", "path", "single"),
         ({"path": "local_global"}, "memory", "path", "single"),
         ({"path": "local_global"}, "non_causal", "path", "single"),
+        ({"path": "local_global"}, "quadratic", "path", "single"),
+        ({"gate": "output"}, "params_out_of_budget", "gate", "none"),
         ({"beta_range": "0_2"}, "non_finite", "beta_range", "0_1"),
         ({"update": "linear", "decay": "vector"}, "timeout", "decay", "scalar"),
     ],
