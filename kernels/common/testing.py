@@ -105,23 +105,27 @@ def assert_all_close(errors: dict[str, float], tolerance: float = RELATIVE_TOLER
     assert not failing, f"relative errors over {tolerance}: {failing} (all: {errors})"
 
 
-def interpreted_triton_errors(op: str, cases: list[tuple[int, bool, str | None]]) -> list[dict[str, float]]:
-    """Relative errors of the Triton implementation of `op` against naive, under TRITON_INTERPRET=1.
+def interpreted_triton_errors(
+    cases: dict[str, list[tuple[int, bool, str | None, int]]],
+) -> dict[str, list[dict[str, float]]]:
+    """Relative errors of each op's Triton implementation against naive, under TRITON_INTERPRET=1.
 
-    cases: (T, with_initial_state, gate) triples. The interpreter must be switched on before Triton
-    is first imported, so the comparisons run in one fresh Python process, at a toy size (B=1, H=1,
-    K=V=16) in float32.
+    cases: op -> (T, with_initial_state, gate, V) tuples; V over 32 spans several value blocks. The
+    interpreter must be switched on before Triton is first imported, so the comparisons run in one
+    fresh Python process, at toy sizes (B=1, H=1, K=16) in float32.
     """
     script = (
         "import json, torch\n"
         "from kernels.common.testing import compare, make_inputs\n"
         "from kernels.dispatch import implementation\n"
         "torch.set_num_threads(1)\n"
-        f"triton, naive = (implementation({op!r}, 'chunk', backend) for backend in ('triton', 'naive'))\n"
-        "errors = []\n"
-        f"for T, with_initial_state, gate in {cases!r}:\n"
-        f"    inputs = make_inputs({op!r}, 1, T, 1, 16, 16, gate=gate, with_initial_state=with_initial_state)\n"
-        "    errors.append(compare(triton, naive, inputs))\n"
+        "errors = {}\n"
+        f"for op, op_cases in {cases!r}.items():\n"
+        "    triton, naive = (implementation(op, 'chunk', backend) for backend in ('triton', 'naive'))\n"
+        "    errors[op] = []\n"
+        "    for T, with_initial_state, gate, V in op_cases:\n"
+        "        inputs = make_inputs(op, 1, T, 1, 16, V, gate=gate, with_initial_state=with_initial_state)\n"
+        "        errors[op].append(compare(triton, naive, inputs))\n"
         "print(json.dumps(errors))\n"
     )
     env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}

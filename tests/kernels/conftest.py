@@ -1,9 +1,19 @@
-"""Kernel tests run single-threaded: the CI box has two cores shared with other work."""
+"""Kernel tests run single-threaded (the CI box has two cores shared with other work), and the
+interpreted Triton checks of all ops share one subprocess, since each start imports torch afresh."""
 
 from collections.abc import Iterator
 
 import pytest
 import torch
+
+from kernels.common.testing import interpreted_triton_errors
+
+# op -> (T, with_initial_state, gate, V). V=48 spans two value blocks, the last one partly masked.
+INTERPRETED_TRITON_CASES: dict[str, list[tuple[int, bool, str | None, int]]] = {
+    "gated_delta_rule": [(63, False, None, 16), (100, True, None, 48)],
+    "delta_rule": [(63, True, None, 16), (100, False, None, 16)],
+    "linear_attn": [(100, True, None, 16), (63, False, "scalar", 16), (100, True, "vector", 16)],
+}
 
 
 @pytest.fixture(autouse=True)
@@ -12,3 +22,9 @@ def single_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def interpreted_triton() -> dict[str, list[dict[str, float]]]:
+    """Relative errors of every op's Triton kernels against naive, run under TRITON_INTERPRET=1."""
+    return interpreted_triton_errors(INTERPRETED_TRITON_CASES)
