@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from services.researcher import genome
@@ -9,6 +16,7 @@ from services.researcher.mind import Candidate, EvolveMind, Reference
 from services.researcher.novelty import functional_fingerprint
 from services.runtime.vocabulary import COMPONENTS
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 KEYS = [f"arch-{n:04d}" for n in range(12)]
 
 GATED_DELTANET = Reference(
@@ -60,6 +68,30 @@ def test_the_same_key_gives_the_same_proposal_and_keys_vary_it(mind, seed_parent
     again = EvolveMind(seed=7).propose(seed_parent, [GATED_DELTANET], key="arch-0042")
     assert first == again
     assert len({genome.signature(mind.propose(seed_parent, [], key=key).components) for key in KEYS}) > 3
+
+
+def test_a_replay_in_another_process_reproduces_the_proposal(mind, seed_parent):
+    # Replays run in fresh processes, where Python's string hashing is seeded differently.
+    script = (
+        "import sys, json; sys.path.insert(0, '.')\n"
+        "from services.researcher.mind import Candidate, EvolveMind, Reference\n"
+        "mind = EvolveMind(seed=7)\n"
+        "seed = mind.seed_proposal()\n"
+        "parent = Candidate('arch-0000', seed.name, seed.code, 0.5)\n"
+        "refs = [Reference(**json.loads(sys.argv[1]))]\n"
+        "print(json.dumps([mind.propose(parent, refs, key=k).code for k in sys.argv[2:]]))\n"
+    )
+    reference = json.dumps({**dataclasses.asdict(GATED_DELTANET), "tags": list(GATED_DELTANET.tags)})
+    result = subprocess.run(
+        [sys.executable, "-c", script, reference, *KEYS[:4]],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
+    expected = [mind.propose(seed_parent, [GATED_DELTANET], key=key).code for key in KEYS[:4]]
+    assert json.loads(result.stdout) == expected
 
 
 def test_literature_tags_drive_the_change_and_are_cited(mind, seed_parent):
