@@ -14,8 +14,9 @@ class CognitionClient:
         self.channel = grpc.aio.insecure_channel(address)
         self.stub = cognition_pb2_grpc.CognitionStub(self.channel)
 
-    async def search(self, query: str, *, k: int = 5, kinds: tuple[str, ...] = (), tags: tuple[str, ...] = (),
-                     run_id: str = "") -> list[cognition_pb2.Hit]:
+    async def search(
+        self, query: str, *, k: int = 5, kinds: tuple[str, ...] = (), tags: tuple[str, ...] = (), run_id: str = ""
+    ) -> list[cognition_pb2.Hit]:
         request = cognition_pb2.SearchRequest(query=query, k=k, kinds=list(kinds), tags=list(tags), run_id=run_id)
         response = await self.stub.Search(request, timeout=self.timeout_s, wait_for_ready=True)
         return list(response.hits)

@@ -6,10 +6,12 @@ from that hash, so writing the same entry twice is harmless: re-ingesting a pape
 from the corpus, or the analyst's entries replayed from the event log all converge on the
 same store.
 
-Each point carries two named vectors, because researchers ask in two ways: by *design idea*
-("use a delta rule with a gate") and by *symptom* ("recall collapses at long gaps").
-``insight`` embeds the title, the insight and the algorithm; ``symptoms`` embeds the symptoms
-an entry addresses.  A query is scored against both and the better match counts.
+Search is hybrid.  Each point carries three dense named vectors, because researchers ask in
+different ways: by *design idea* ("use a delta rule with a gate": ``insight``, the title and
+insight), by *symptom* ("recall collapses at long gaps": ``symptoms``) and by *mechanism*
+("Householder products": ``algorithm``, the algorithm and implementation notes).  The best of
+the three cosine similarities counts, plus a small weight times a sparse lexical score
+(``terms``, BM25-style with Qdrant's IDF) that recovers specific names the embedding blurs.
 """
 
 import hashlib
@@ -25,17 +27,21 @@ from typing import Any
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from services.cognition import embedder
+from services.cognition import embedder, terms
 from services.runtime.vocabulary import parse_tag
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent / "corpus"
 KINDS = ("cognition", "experience")
-VECTOR_NAMES = ("insight", "symptoms")
+DENSE_VECTORS = ("insight", "symptoms", "algorithm")
+SPARSE_VECTOR = "terms"
+# Weight of the lexical score beside the best cosine similarity (which lies in [-1, 1]); a
+# strong term match adds about 0.3 to 0.6.  Measured with ``python -m services.cognition.quality``.
+LEXICAL_WEIGHT = 0.05
 # Stable namespace so that point ids are the same on every machine and in every run.
 POINT_NAMESPACE = uuid.UUID("5b0b5d0e-3c1f-4a57-9a57-6b2f3f1c7e21")
 PAPER_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
-# How many candidates each named vector contributes before fusion; the corpus is small, so
-# a generous pool costs nothing and keeps the fused ranking from missing a good entry.
+# How many candidates each named vector contributes before every candidate is scored exactly
+# on every vector; generous, because brute force over a few hundred points costs nothing.
 CANDIDATES_PER_VECTOR = 50
 EXCERPT_CHARS = 280
 
@@ -157,6 +163,8 @@ def parse_paper(record: Any, source: str) -> list[Entry]:
     year = record["year"]
     if not isinstance(year, int) or isinstance(year, bool) or not 1950 <= year <= 2100:
         raise CorpusError(f"{source}: year must be an integer year, got {year!r}")
+    if not paper.endswith(f"-{year}"):
+        raise CorpusError(f"{source}: paper {paper!r} must end with its year (-{year})")
     raw_entries = record["entries"]
     if not isinstance(raw_entries, list) or not raw_entries:
         raise CorpusError(f"{source}: entries must be a non-empty list")
@@ -229,17 +237,17 @@ def _validate_tags(tags: Iterable[str], source: str) -> list[str]:
 
 
 def _entry_texts(entry: Entry) -> dict[str, str]:
-    return {
-        "insight": f"{entry.title}. {entry.insight} {entry.algorithm}",
+    texts = {
+        "insight": f"{entry.title}. {entry.insight}",
         "symptoms": "; ".join(entry.symptoms),
+        "algorithm": f"{entry.algorithm} {entry.implementation_notes}",
     }
+    return {**texts, SPARSE_VECTOR: " ".join([*texts.values(), entry.complexity, *entry.tags])}
 
 
 def _experience_texts(entry: ExperienceEntry) -> dict[str, str]:
-    return {
-        "insight": f"{entry.summary} {entry.changes}",
-        "symptoms": entry.outcome,
-    }
+    texts = {"insight": entry.summary, "symptoms": entry.outcome, "algorithm": entry.changes}
+    return {**texts, SPARSE_VECTOR: " ".join([*texts.values(), *entry.tags])}
 
 
 def _entry_from_payload(payload: dict[str, Any]) -> Entry:
@@ -297,11 +305,12 @@ class KnowledgeBase:
             self._client.close()
 
     def _ensure_collections(self) -> None:
-        vectors = {name: qm.VectorParams(size=embedder.DIMENSION, distance=qm.Distance.COSINE) for name in VECTOR_NAMES}
+        dense = {name: qm.VectorParams(size=embedder.DIMENSION, distance=qm.Distance.COSINE) for name in DENSE_VECTORS}
+        sparse = {SPARSE_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)}
         with self._lock:
             for kind in KINDS:
                 if not self._client.collection_exists(kind):
-                    self._client.create_collection(kind, vectors_config=vectors)
+                    self._client.create_collection(kind, vectors_config=dense, sparse_vectors_config=sparse)
 
     def count(self, kind: str) -> int:
         with self._lock:
@@ -315,15 +324,13 @@ class KnowledgeBase:
         return {record.payload["id"] for record in records if record.payload}
 
     def _upsert(self, kind: str, payloads: list[dict[str, Any]], texts: list[dict[str, str]]) -> None:
-        vectors = {name: embedder.embed([t[name] for t in texts]) for name in VECTOR_NAMES}
-        points = [
-            qm.PointStruct(
-                id=point_id(payload["id"]),
-                vector={name: vectors[name][i] for name in VECTOR_NAMES},
-                payload=payload,
-            )
-            for i, payload in enumerate(payloads)
-        ]
+        dense = {name: embedder.embed([t[name] for t in texts]) for name in DENSE_VECTORS}
+        points = []
+        for i, payload in enumerate(payloads):
+            indices, values = terms.document_vector(texts[i][SPARSE_VECTOR])
+            vector: dict[str, Any] = {name: dense[name][i] for name in DENSE_VECTORS}
+            vector[SPARSE_VECTOR] = qm.SparseVector(indices=indices, values=values)
+            points.append(qm.PointStruct(id=point_id(payload["id"]), vector=vector, payload=payload))
         with self._lock:
             self._client.upsert(kind, points=points, wait=True)
 
@@ -432,7 +439,11 @@ class KnowledgeBase:
         if k <= 0:
             return []
         tag_conditions = [_condition("tags", tag) for tag in _validate_tags(tags or [], "search")]
-        [query_vector] = embedder.embed([query])
+        [dense_query] = embedder.embed([query])
+        indices, values = terms.query_vector(query)
+        queries: list[tuple[str, Any]] = [(name, dense_query) for name in DENSE_VECTORS]
+        if indices:
+            queries.append((SPARSE_VECTOR, qm.SparseVector(indices=indices, values=values)))
         hits: list[Hit] = []
         for kind in kinds:
             conditions = list(tag_conditions)
@@ -446,27 +457,41 @@ class KnowledgeBase:
                     continue
                 if run_id is not None:
                     conditions.append(_condition("run_id", run_id))
-            hits.extend(self._search_kind(kind, query_vector, qm.Filter(must=conditions) if conditions else None))
+            hits.extend(self._search_kind(kind, queries, conditions))
         hits.sort(key=lambda hit: (-hit.score, hit.id))
         return hits[:k]
 
-    def _search_kind(self, kind: str, query_vector: list[float], query_filter: qm.Filter | None) -> list[Hit]:
-        best: dict[str, tuple[float, dict[str, Any]]] = {}
+    def _search_kind(self, kind: str, queries: list[tuple[str, Any]], conditions: list[Any]) -> list[Hit]:
+        """Gather candidates from every vector, then score every candidate on every vector."""
+        payloads: dict[str, dict[str, Any]] = {}
+        scores: dict[str, dict[str, float]] = {}
         with self._lock:
-            for name in VECTOR_NAMES:
-                response = self._client.query_points(
-                    kind,
-                    query=query_vector,
-                    using=name,
-                    query_filter=query_filter,
-                    limit=CANDIDATES_PER_VECTOR,
-                    with_payload=True,
-                )
-                for point in response.points:
-                    payload = point.payload or {}
-                    if payload["id"] not in best or point.score > best[payload["id"]][0]:
-                        best[payload["id"]] = (point.score, payload)
-        return [_hit(score, payload) for score, payload in best.values()]
+            for name, query in queries:
+                for point in self._query(kind, name, query, conditions, CANDIDATES_PER_VECTOR):
+                    payloads[str(point.id)] = point.payload or {}
+            if not payloads:
+                return []
+            only_candidates = [*conditions, qm.HasIdCondition(has_id=list(payloads))]
+            for name, query in queries:
+                for point in self._query(kind, name, query, only_candidates, len(payloads)):
+                    scores.setdefault(str(point.id), {})[name] = point.score
+        hits = []
+        for pid, payload in payloads.items():
+            by_vector = scores.get(pid, {})
+            dense = max(by_vector.get(name, -1.0) for name in DENSE_VECTORS)
+            hits.append(_hit(dense + LEXICAL_WEIGHT * by_vector.get(SPARSE_VECTOR, 0.0), payload))
+        return hits
+
+    def _query(self, kind: str, using: str, query: Any, conditions: list[Any], limit: int) -> list[qm.ScoredPoint]:
+        response = self._client.query_points(
+            kind,
+            query=query,
+            using=using,
+            query_filter=qm.Filter(must=conditions) if conditions else None,
+            limit=limit,
+            with_payload=True,
+        )
+        return response.points
 
 
 def _hit(score: float, payload: dict[str, Any]) -> Hit:

@@ -36,10 +36,16 @@ class CognitionService(EventService):
             if arch.status != "analyzed" or not arch.experience_id or arch.experience_id in self.verified:
                 continue
             if await asyncio.to_thread(self.knowledge.get_experience, arch.experience_id) is None:
-                entry = ExperienceEntry(run_id=arch.run_id, arch_id=arch.arch_id,
-                                        parent_id=arch.parents[0] if arch.parents else "", summary=arch.analysis,
-                                        changes=arch.changes, outcome=arch.outcome, fitness=arch.fitness or 0.0,
-                                        tags=arch.analysis_tags)
+                entry = ExperienceEntry(
+                    run_id=arch.run_id,
+                    arch_id=arch.arch_id,
+                    parent_id=arch.parents[0] if arch.parents else "",
+                    summary=arch.analysis,
+                    changes=arch.changes,
+                    outcome=arch.outcome,
+                    fitness=arch.fitness or 0.0,
+                    tags=arch.analysis_tags,
+                )
                 restored = await asyncio.to_thread(self.knowledge.add_experience, entry)
                 self.log.info("experience.restored", arch_id=arch.arch_id, experience_id=restored)
             self.verified.add(arch.experience_id)
