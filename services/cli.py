@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from services.runtime import envelope
+from services.runtime.log import configure as configure_logs
 from services.runtime.logfile import LogNotFound, fold, read_data_dir, read_file
 from services.runtime.projection import ArchitectureView, Projection
 
@@ -70,7 +72,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(asdict(report), sort_keys=True))
     if report.ok:
-        print(f"chain holds: {report.events} events", file=sys.stderr)
+        print(f"chain holds: {report.events} events, head {report.head}", file=sys.stderr)
         return 0
     print(f"chain broken at sequence {report.first_bad_sequence}: {report.reason}", file=sys.stderr)
     return 1
@@ -215,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    if args.command != "serve":  # services configure their own logs; commands keep stdout for results
+        configure_logs("cli", level=logging.WARNING)
     try:
         return args.func(args)
     except (LogNotFound, envelope.MalformedEvent) as exc:

@@ -137,6 +137,7 @@ class ChainReport:
     events: int
     first_bad_sequence: int | None = None
     reason: str = ""
+    head: str = ""  # hash of the last event: compare with the live log's to detect a cut-off tail
 
 
 def verify_chain(lines: Iterable[str]) -> ChainReport:
@@ -162,4 +163,4 @@ def verify_chain(lines: Iterable[str]) -> ChainReport:
             return ChainReport(False, count, position, str(exc))
         prev_hash = env.hash
         count += 1
-    return ChainReport(True, count)
+    return ChainReport(True, count, head=prev_hash)

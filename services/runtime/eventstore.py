@@ -69,11 +69,13 @@ class Record:
 EventHandler = Callable[[Record], Awaitable[None]]
 
 
-async def connect(url: str, service: str) -> Client:
+async def connect(url: str, service: str, closing: asyncio.Event | None = None) -> Client:
+    """A connection that reconnects forever; `closing` silences the disconnect of a deliberate close."""
     log = get_logger()
 
     async def disconnected() -> None:
-        log.warning("nats.disconnected", url=url)
+        if closing is None or not closing.is_set():
+            log.warning("nats.disconnected", url=url)
 
     async def reconnected() -> None:
         log.info("nats.reconnected", url=url)
@@ -88,19 +90,22 @@ async def connect(url: str, service: str) -> Client:
 
 
 class EventStore:
-    def __init__(self, nc: Client, service: str) -> None:
+    def __init__(self, nc: Client, service: str, closing: asyncio.Event | None = None) -> None:
         self.nc = nc
+        self.closing = closing or asyncio.Event()
         self.js = nc.jetstream(timeout=5)
         self.service = service
         self.log = get_logger()
 
     @classmethod
     async def open(cls, url: str, service: str, *, duplicate_window_s: float = 3600) -> EventStore:
-        store = cls(await connect(url, service), service)
+        closing = asyncio.Event()
+        store = cls(await connect(url, service, closing), service, closing)
         await store.ensure_streams(duplicate_window_s=duplicate_window_s)
         return store
 
     async def close(self) -> None:
+        self.closing.set()
         await self.nc.drain()
 
     async def ensure_streams(self, *, duplicate_window_s: float = 3600) -> None:
