@@ -4,7 +4,8 @@ training, evaluation), reports progress and the result as events, and acks.
 Any number of workers share the queue's one durable consumer. A heartbeat
 (`in_progress`) keeps a long job leased; a worker that dies stops the heartbeat and the
 job is redelivered to another; after the delivery limit the job becomes a dead letter,
-reported as a TrainingFailed event of kind ``dead_letter``.
+reported as a TrainingFailed event of kind ``dead_letter`` by the worker that receives
+the one delivery past the limit.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from typing import Any
 
 import nats.errors
 from nats.aio.msg import Msg
-from nats.js.errors import NotFoundError
 
 from services.engineer.harness import run_experiment
 from services.pb import events_pb2, jobs_pb2
 from services.runtime import jobs, metrics
 from services.runtime.app import EventService, main
 from services.runtime.envelope import event_id_for
-from services.runtime.eventstore import JOBS_STREAM, REJECTIONS_AGGREGATE
+from services.runtime.eventstore import REJECTIONS_AGGREGATE
 
 PROGRESS_EVERY_S = 2.0  # at most one TrainingProgress event per job this often
 
@@ -36,27 +36,23 @@ class EngineerWorker(EventService):
         if not await jobs.ensure_consumer(js, ack_wait_s=self.settings.job_ack_wait_s,
                                           max_deliver=self.settings.job_max_deliver):
             self.log.warning("engineer.consumer_kept", reason="existing consumer has other settings")
-        advisories = await self.store.nc.subscribe(jobs.MAX_DELIVERIES_ADVISORY, cb=self._dead_letter)
         subscription = await jobs.pull(js)
         self.caught_up.set()
         self.log.info("engineer.ready", worker=self.settings.worker_id)
-        try:
-            while not stop.is_set():
-                metrics.QUEUE_DEPTH.set(await jobs.depth(js))
-                try:
-                    messages = await subscription.fetch(1, timeout=1.0)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                except nats.errors.Error as exc:
-                    # After a server restart a pull subscription may stop receiving: re-bind it.
-                    self.log.warning("engineer.rebind", error=repr(exc))
-                    await asyncio.sleep(0.5)
-                    subscription = await jobs.pull(js)
-                    continue
-                for message in messages:
-                    await self._process(message)
-        finally:
-            await advisories.unsubscribe()
+        while not stop.is_set():
+            metrics.QUEUE_DEPTH.set(await jobs.depth(js))
+            try:
+                messages = await subscription.fetch(1, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except nats.errors.Error as exc:
+                # After a server restart a pull subscription may stop receiving: re-bind it.
+                self.log.warning("engineer.rebind", error=repr(exc))
+                await asyncio.sleep(0.5)
+                subscription = await jobs.pull(js)
+                continue
+            for message in messages:
+                await self._process(message)
 
     async def _process(self, message: Msg) -> None:
         try:
@@ -74,6 +70,9 @@ class EngineerWorker(EventService):
             return
         delivery = message.metadata.num_delivered
         common = {"run_id": job.run_id, "aggregate_id": job.arch_id, "correlation_id": job.correlation_id}
+        if delivery > self.settings.job_max_deliver:
+            await self._dead_letter(job, message, common)
+            return
         started = await self.store.append(
             events_pb2.TrainingStarted(arch_id=job.arch_id, job_id=job.job_id, worker=self.settings.worker_id,
                                        delivery=delivery),
@@ -126,25 +125,14 @@ class EngineerWorker(EventService):
         self.log.info("training.done", run_id=job.run_id, arch_id=job.arch_id, ok=result["ok"],
                       val_loss=result.get("val_loss"), failure=result.get("failure", {}).get("kind"))
 
-    async def _dead_letter(self, advisory: Msg) -> None:
-        try:
-            stream_seq = int(json.loads(advisory.data)["stream_seq"])
-            raw = await self.store.js.get_msg(JOBS_STREAM, seq=stream_seq)
-            job = jobs_pb2.TrainingJob.FromString(raw.data or b"")
-        except (NotFoundError, ValueError, KeyError) as exc:
-            self.log.warning("engineer.dead_letter_unreadable", error=repr(exc))
-            return
+    async def _dead_letter(self, job: jobs_pb2.TrainingJob, message: Msg, common: dict[str, str]) -> None:
         await self.store.append(
             events_pb2.TrainingFailed(arch_id=job.arch_id, job_id=job.job_id, kind="dead_letter",
                                       message=f"job {job.job_id} was delivered {self.settings.job_max_deliver} "
                                               "times without finishing (its workers died or stalled)",
                                       worker=self.settings.worker_id),
-            run_id=job.run_id, aggregate_id=job.arch_id, correlation_id=job.correlation_id,
-            event_id=event_id_for("trained", job.job_id), causation_id=job.causation_id)
-        try:
-            await self.store.js.delete_msg(JOBS_STREAM, stream_seq)
-        except NotFoundError:
-            pass  # another worker saw the same advisory first
+            event_id=event_id_for("trained", job.job_id), causation_id=job.causation_id, **common)
+        await message.term()  # terminal: the work queue drops it
         self.log.warning("training.dead_letter", run_id=job.run_id, arch_id=job.arch_id, job_id=job.job_id)
 
 

@@ -11,8 +11,6 @@ from services.pb import jobs_pb2
 from services.runtime.eventstore import JOBS_STREAM, JOBS_SUBJECT
 
 CONSUMER = "engineers"
-# Advisory the server publishes when a job has used up its deliveries.
-MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{CONSUMER}"
 
 
 async def submit(js: JetStreamContext, job: jobs_pb2.TrainingJob) -> None:
@@ -22,10 +20,16 @@ async def submit(js: JetStreamContext, job: jobs_pb2.TrainingJob) -> None:
 
 async def ensure_consumer(js: JetStreamContext, *, ack_wait_s: float, max_deliver: int) -> bool:
     """Create the shared consumer; False when one with other settings already exists (it is kept,
-    since deleting it would drop the leases of jobs in flight)."""
+    since deleting it would drop the leases of jobs in flight).
+
+    The server may deliver a job once more than `max_deliver`: the worker that receives that
+    extra delivery reports the job as a dead letter instead of running it. (The server's
+    max-deliveries advisory reaches only workers subscribed at that instant, so a queue whose
+    workers all died would lose it.)
+    """
     config = api.ConsumerConfig(
         durable_name=CONSUMER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait_s,
-        max_deliver=max_deliver, filter_subject=JOBS_SUBJECT, max_ack_pending=1000,
+        max_deliver=max_deliver + 1, filter_subject=JOBS_SUBJECT, max_ack_pending=1000,
     )
     try:
         await js.add_consumer(JOBS_STREAM, config)
