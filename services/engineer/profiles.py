@@ -1,0 +1,182 @@
+"""Named training profiles: how big a model the engineer trains, on what, for how long.
+
+A profile fixes everything about an experiment except the candidate mixer and the seed, so
+two results under the same profile are comparable.  ``tiny`` is for tests and CI (seconds),
+``cpu`` is the default search scale on a 2-core machine (a minute or two per experiment),
+``gpu-20m`` is the paper's exploration scale and ``gpu-340m`` its verification scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # Model shape.
+    d_model: int
+    n_layers: int
+    n_heads: int
+    # Text: byte-level language modelling on the corpus.
+    seq_len: int
+    batch_size: int  # text rows per step
+    # Capability tasks, trained alongside the text as a multi-task mixture.
+    task_seq_len: int
+    task_batch_size: int  # rows per task per step
+    task_vocab: int  # task tokens (ids after the 256 bytes), split between keys and values
+    mqar_kv_pairs: int
+    copy_tokens: int  # selective copying: tokens to copy
+    recall_keys: int  # noisy in-context recall: distinct keys per instance
+    # Optimisation: AdamW, linear warm-up then cosine decay to min_lr.
+    steps: int
+    lr: float
+    min_lr: float
+    warmup_steps: int
+    weight_decay: float
+    grad_clip: float
+    # Evaluation.
+    eval_batches: int  # held-out text batches for the validation loss
+    eval_task_instances: int  # held-out instances per capability task
+    log_every: int  # steps between progress reports
+    # Where and within which limits.
+    device: str
+    threads: int  # torch intra-op threads; 0 means every core this process may use
+    timeout_s: float  # wall clock for the whole sandboxed experiment (probes included)
+    memory_mb: int | None  # address-space limit of the sandbox; None where CUDA needs a huge one
+    seeds: tuple[int, ...]  # the seeds baselines and replications are run with
+
+    def __post_init__(self) -> None:
+        assert self.d_model % self.n_heads == 0, "d_model must split evenly into heads"
+        assert self.task_vocab % 2 == 0, "task vocabulary splits into key and value halves"
+        assert 2 * self.mqar_kv_pairs <= self.task_seq_len, "MQAR context must fit the sequence"
+        assert 2 * self.copy_tokens <= self.task_seq_len, "copy prompt must fit the sequence"
+        assert 0 < self.warmup_steps < self.steps
+
+    @property
+    def vocab_size(self) -> int:
+        """256 byte tokens, then the task tokens, then two task markers (blank, copy)."""
+        return 256 + self.task_vocab + 2
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny",
+        d_model=64,  # smallest width at which every baseline still learns something
+        n_layers=2,  # two layers: the least depth at which induction-style recall can form
+        n_heads=2,  # head dim 32, like the paper's per-head key dimension at small scale
+        seq_len=128,  # long enough for the chunked kernels to use more than one chunk
+        batch_size=8,  # 1K text tokens per step keeps a step near 40 ms on 2 cores
+        task_seq_len=64,  # short task sequences: the test suite only needs the pipeline to work
+        task_batch_size=4,
+        task_vocab=64,
+        mqar_kv_pairs=4,
+        copy_tokens=4,
+        recall_keys=4,
+        steps=120,  # the whole experiment in ~10-20 s on 2 cores, as the test suite needs
+        lr=3e-3,  # small models tolerate (and need) a high rate to move in 120 steps
+        min_lr=3e-4,
+        warmup_steps=10,
+        weight_decay=0.1,
+        grad_clip=1.0,
+        eval_batches=4,
+        eval_task_instances=64,
+        log_every=10,
+        device="cpu",
+        threads=1,  # tests run beside other work: one thread never spins waiting on a descheduled sibling
+        timeout_s=180.0,  # generous for a loaded CI box; a healthy run takes a tenth of it
+        memory_mb=6144,  # torch's import alone maps ~2 GB of address space
+        seeds=(0, 1),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        d_model=128,  # the scale FIELD-NOTES measured: ranks linear < DeltaNet < Mamba2 < GDN
+        n_layers=2,
+        n_heads=2,
+        seq_len=256,
+        batch_size=12,
+        task_seq_len=128,
+        task_batch_size=4,
+        task_vocab=128,
+        mqar_kv_pairs=8,  # 8 pairs at head dim 64: solvable, so families separate by speed
+        copy_tokens=8,
+        recall_keys=8,
+        steps=300,  # ~1.4M tokens: a minute or two per experiment on 2 cores
+        lr=3e-3,
+        min_lr=3e-4,
+        warmup_steps=20,
+        weight_decay=0.1,
+        grad_clip=1.0,
+        eval_batches=16,
+        eval_task_instances=256,
+        log_every=10,
+        device="cpu",
+        threads=0,
+        timeout_s=900.0,
+        memory_mb=8192,
+        seeds=(0, 1),
+    ),
+    "gpu-20m": Profile(
+        name="gpu-20m",
+        d_model=512,  # 8 layers of 512 with a 2x MLP: about 20M parameters, the paper's exploration size
+        n_layers=8,
+        n_heads=8,  # head dim 64, as in the paper's models
+        seq_len=2048,
+        batch_size=32,
+        task_seq_len=512,
+        task_batch_size=16,
+        task_vocab=512,
+        mqar_kv_pairs=64,  # more pairs than the head dim: the tier that separates families
+        copy_tokens=32,
+        recall_keys=32,
+        steps=4000,  # ~260M text tokens (many epochs of the default corpus; name a larger one)
+        lr=1e-3,
+        min_lr=1e-4,
+        warmup_steps=200,
+        weight_decay=0.1,
+        grad_clip=1.0,
+        eval_batches=64,
+        eval_task_instances=1024,
+        log_every=50,
+        device="cuda",
+        threads=0,
+        timeout_s=6 * 3600.0,
+        memory_mb=None,  # CUDA reserves terabytes of address space; the pod's cgroup bounds memory
+        seeds=(0, 1, 2),
+    ),
+    "gpu-340m": Profile(
+        name="gpu-340m",
+        d_model=1024,  # 24 layers of 1024 with a 2x MLP: about 340M parameters, the verification size
+        n_layers=24,
+        n_heads=16,
+        seq_len=2048,
+        batch_size=64,
+        task_seq_len=1024,
+        task_batch_size=16,
+        task_vocab=1024,
+        mqar_kv_pairs=128,
+        copy_tokens=64,
+        recall_keys=64,
+        steps=20000,
+        lr=6e-4,
+        min_lr=6e-5,
+        warmup_steps=1000,
+        weight_decay=0.1,
+        grad_clip=1.0,
+        eval_batches=128,
+        eval_task_instances=2048,
+        log_every=100,
+        device="cuda",
+        threads=0,
+        timeout_s=72 * 3600.0,
+        memory_mb=None,
+        seeds=(0, 1, 2),
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILES)}") from None

@@ -1,0 +1,199 @@
+"""Run candidate code in a separate, confined process and turn whatever happens into events.
+
+Layers, outermost first: a wall-clock deadline that kills the whole process group; a fresh
+network namespace (``unshare -n``) where the OS allows it; an environment built from
+nothing (no inherited variables, hence no credentials); kernel resource limits (address
+space, CPU seconds, file size, processes); a scratch directory owned by ``nobody``, the user
+the child switches to before running candidate code; and an audit hook inside the child that
+names the violation.  Whatever the candidate does, the caller gets a list of events ending in
+``result`` or ``failure``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.engineer.sandbox_child import CANDIDATE_FILE, NOBODY
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
+             "from services.engineer.sandbox_child import main; main()")
+STDERR_TAIL = 4000
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float
+    memory_mb: int | None  # address space; None leaves it unbounded (CUDA maps terabytes)
+    threads: int
+    file_mb: int = 2048  # the largest file the child may write: room for a checkpoint
+    processes: int = 4096  # per-user count, shared by every sandbox running as nobody; stops fork bombs
+
+
+@functools.cache
+def network_namespace_available() -> bool:
+    try:
+        return subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _environment(scratch: Path, threads: int) -> dict[str, str]:
+    """Built from nothing: the child inherits no variable, so no token or credential."""
+    return {
+        "HOME": str(scratch),
+        "TMPDIR": str(scratch),
+        "OMP_NUM_THREADS": str(threads),
+        "LANG": "C.UTF-8",
+    }
+
+
+def _make_scratch() -> Path:
+    scratch = Path(tempfile.mkdtemp(prefix="asi-sandbox-"))
+    if os.geteuid() == 0:
+        os.chown(scratch, NOBODY, NOBODY)
+    scratch.chmod(0o700)
+    return scratch
+
+
+def run_sandboxed(
+    request: dict,
+    code: str,
+    limits: Limits,
+    on_event: Callable[[dict], None] | None = None,
+    keep: tuple[str, ...] = (),
+    keep_dir: Path | None = None,
+) -> list[dict]:
+    """Run one request in a fresh sandbox; return its events, the last being result or failure.
+
+    ``on_event`` sees each event as it arrives, in the calling thread.  Files named in ``keep``
+    are moved from the scratch directory into ``keep_dir`` before the scratch is deleted.
+    """
+    scratch = _make_scratch()
+    isolated = network_namespace_available()
+    request = {
+        **request,
+        "threads": limits.threads,
+        "network_isolated": isolated,
+        "limits": {
+            "memory_bytes": limits.memory_mb * 2**20 if limits.memory_mb else None,
+            "cpu_seconds": int(limits.timeout_s * max(1, limits.threads)) + 30,
+            "file_bytes": limits.file_mb * 2**20,
+            "processes": limits.processes,
+        },
+    }
+    (scratch / "request.json").write_text(json.dumps(request))
+    (scratch / CANDIDATE_FILE).write_text(code)
+    read_fd, write_fd = os.pipe()
+    argv = [sys.executable, "-I", "-B", "-c", BOOTSTRAP, str(scratch), str(write_fd)]
+    if isolated:
+        argv = ["unshare", "-n", *argv]
+    events: list[dict] = []
+    stderr_file = tempfile.TemporaryFile()
+    try:
+        process = subprocess.Popen(
+            argv,
+            cwd=scratch,
+            env=_environment(scratch, limits.threads),
+            stdin=subprocess.DEVNULL,
+            stdout=stderr_file,
+            stderr=stderr_file,
+            pass_fds=(write_fd,),
+            start_new_session=True,  # its own process group: one kill ends it and anything it started
+        )
+        os.close(write_fd)
+        timed_out = _pump(process, read_fd, time.monotonic() + limits.timeout_s, events, on_event)
+        if timed_out:
+            _kill_group(process)
+        returncode = process.wait()
+        _kill_group(process)  # anything it left behind
+        stderr_file.seek(0, os.SEEK_END)
+        stderr_file.seek(max(0, stderr_file.tell() - STDERR_TAIL))
+        stderr_tail = stderr_file.read().decode(errors="replace")
+        if not events or events[-1]["event"] not in ("result", "failure"):
+            failure = _explain_exit(returncode, timed_out, limits, stderr_tail)
+            events.append(failure)
+            if on_event:
+                on_event(failure)
+        for name in keep:
+            if (scratch / name).exists() and keep_dir is not None:
+                keep_dir.mkdir(parents=True, exist_ok=True)
+                shutil.move(scratch / name, keep_dir / name)
+    finally:
+        os.close(read_fd)
+        stderr_file.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    isolation = next((e for e in events if e["event"] == "isolation"), None)
+    if isolation is None:
+        events.insert(0, {"event": "isolation", "network_isolated": isolated})
+    return events
+
+
+def _pump(process: subprocess.Popen, fd: int, deadline: float, events: list[dict],
+          on_event: Callable[[dict], None] | None) -> bool:
+    """Read JSON lines until the child closes the pipe; True if the deadline came first."""
+    selector = selectors.DefaultSelector()
+    selector.register(fd, selectors.EVENT_READ)
+    buffer = b""
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if not selector.select(timeout=min(remaining, 1.0)):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return False
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # the candidate wrote garbage on our descriptor: ignore it
+                if not isinstance(event, dict) or "event" not in event:
+                    continue
+                events.append(event)
+                if on_event:
+                    on_event(event)
+    finally:
+        selector.close()
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _explain_exit(returncode: int, timed_out: bool, limits: Limits, stderr_tail: str) -> dict:
+    """The child ended without saying why: infer the kind from how it ended."""
+    if timed_out:
+        kind, message = "timeout", f"no result within the wall-clock limit of {limits.timeout_s:.0f} s"
+    elif returncode == -signal.SIGXCPU:
+        kind, message = "timeout", "CPU-time limit exceeded"
+    elif returncode == -signal.SIGKILL:
+        kind, message = "memory", "killed by SIGKILL outside the deadline: the memory limit or the OOM killer"
+    elif returncode == -signal.SIGXFSZ:
+        kind, message = "sandbox_violation", f"wrote a file larger than the {limits.file_mb} MiB limit"
+    elif "MemoryError" in stderr_tail or "allocate memory" in stderr_tail:
+        kind, message = "memory", "ran out of memory"
+    elif returncode < 0:
+        kind, message = "crashed", f"killed by signal {signal.Signals(-returncode).name}"
+    else:
+        kind, message = "crashed", f"exited with status {returncode} without a result"
+    return {"event": "failure", "kind": kind, "message": message, "traceback": stderr_tail}

@@ -1,0 +1,229 @@
+"""The sandboxed side of an experiment: runs in its own process, reports JSON lines on a pipe.
+
+Started by ``sandbox.run_sandboxed`` as ``python -I -B -c <bootstrap> SCRATCH FD``.  Order
+matters: limits first, then everything that needs the outside world (imports, the corpus,
+the reference mixer, a warm-up that triggers torch's lazy imports), then ``enter_jail``
+(drop to ``nobody``, chdir to scratch, audit hook), and only then the candidate's code.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+
+
+def set_limits(limits: dict) -> None:
+    """Kernel-enforced caps; set before anything else so nothing runs unbounded."""
+    if limits.get("memory_bytes"):
+        resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"]))
+    cpu = int(limits["cpu_seconds"])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))  # SIGXCPU first, SIGKILL 5 s later
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"], limits["file_bytes"]))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"], limits["processes"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+# Limits come before the heavy imports below; the bootstrap calls main(), which reads them first.
+import io  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import traceback  # noqa: E402
+import types  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+NOBODY = 65534
+CANDIDATE_FILE = "candidate.py"
+TRACEBACK_CHARS = 4000  # enough for the candidate's frames; the researcher's context is finite
+MEMORY_MESSAGES = ("can't allocate memory", "not enough memory", "out of memory", "cannot allocate memory")
+# Audit events the candidate may never cause: process creation, networking, environment changes.
+FORBIDDEN_EVENTS = ("socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+                    "os.forkpty", "os.kill", "os.killpg", "pty.", "os.putenv", "os.unsetenv", "sys.addaudithook",
+                    "os.setuid", "os.setgid", "webbrowser.", "urllib.", "ftplib.", "smtplib.", "http.", "poplib.")
+# Audit events that modify the file system: allowed inside the scratch directory only.
+PATH_EVENTS = ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.link",
+               "os.symlink", "os.truncate", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile")
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+class Channel:
+    """JSON lines to the parent over an inherited pipe (stdout stays free for the candidate's prints)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def emit(self, event: dict) -> None:
+        os.write(self.fd, (json.dumps(event) + "\n").encode())
+
+
+def excerpt(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc))
+    return text if len(text) <= TRACEBACK_CHARS else "...\n" + text[-TRACEBACK_CHARS:]
+
+
+def classify(exc: BaseException, default: str) -> str:
+    if isinstance(exc, MemoryError) or any(m in str(exc).lower() for m in MEMORY_MESSAGES):
+        return "memory"
+    if isinstance(exc, PermissionError):
+        return "sandbox_violation"
+    if isinstance(exc, FloatingPointError):
+        return "non_finite"
+    return default
+
+
+def _inside(path: object, scratch: str) -> bool:
+    if isinstance(path, int):  # an already-open descriptor: judged when it was opened
+        return True
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    resolved = os.path.realpath(os.path.join(scratch, os.fspath(path)))
+    return resolved == scratch or resolved.startswith(scratch + os.sep)
+
+
+def install_audit_hook(scratch: str, channel: Channel) -> None:
+    """From now on, a forbidden operation ends the process at once with a ``sandbox_violation``.
+
+    The hook exits instead of raising, so the candidate cannot catch and ignore it.  The OS
+    limits (no network namespace, uid ``nobody``) stand behind it; this layer names the fault.
+    """
+
+    def violation(message: str) -> None:
+        channel.emit({"event": "failure", "kind": "sandbox_violation", "message": message,
+                      "traceback": "".join(traceback.format_stack(limit=12))[-TRACEBACK_CHARS:]})
+        os._exit(3)
+
+    def hook(event: str, args: tuple) -> None:
+        if event.startswith(FORBIDDEN_EVENTS):
+            violation(f"forbidden operation {event} {args!r:.200}")
+        elif event == "open" and len(args) >= 3:
+            path, mode, flags = args[0], args[1], args[2]
+            writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & WRITE_FLAGS)
+            if writing and not _inside(path, scratch):
+                violation(f"write outside the scratch directory: {path!r}")
+        elif event.startswith(PATH_EVENTS) and args and not _inside(args[0], scratch):
+            violation(f"{event} outside the scratch directory: {args[0]!r}")
+
+    sys.addaudithook(hook)
+
+
+def enter_jail(scratch: Path, channel: Channel) -> dict:
+    """Drop to ``nobody`` and confine writes to ``scratch``; return what isolation was achieved."""
+    isolation: dict = {}
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        isolation["uid"] = NOBODY
+    else:
+        isolation["uid"] = os.geteuid()
+        isolation["uid_note"] = "not root: cannot switch user; relying on the caller's user and the audit hook"
+    os.chdir(scratch)
+    install_audit_hook(str(scratch.resolve()), channel)
+    return isolation
+
+
+def load_mixer(code: str, path: Path) -> type:
+    """Execute the candidate as module ``candidate`` and return its ``Mixer`` class."""
+    module = types.ModuleType("candidate")
+    module.__file__ = str(path)
+    exec(compile(code, str(path), "exec"), module.__dict__)
+    mixer = module.__dict__.get("Mixer")
+    if not isinstance(mixer, type):
+        raise TypeError("the file defines no class Mixer")
+    return mixer
+
+
+def main() -> None:
+    scratch, fd = Path(sys.argv[1]), int(sys.argv[2])
+    request = json.loads((scratch / "request.json").read_text())
+    set_limits(request["limits"])
+    channel = Channel(fd)
+
+    import torch
+
+    from services.engineer import probes, profiles, train
+    from services.engineer.baselines import baseline_code
+    from services.engineer.data import load_split
+    from services.engineer.model import LanguageModel, ModelConfig
+
+    torch.set_num_threads(request["threads"])
+    import kernels  # noqa: F401 - imported now, while its files are readable
+    profile = profiles.get_profile(request["profile"]) if request.get("profile") else None
+    budget_d, budget_h = (profile.d_model, profile.n_heads) if profile else (probes.PROBE_D_MODEL, probes.PROBE_HEADS)
+    reference = load_mixer(baseline_code("deltanet"), scratch / "deltanet.py")
+    reference_params = sum(p.numel() for p in reference(budget_d, budget_h).parameters())
+    splits = None
+    if request["mode"] == "experiment":
+        splits = load_split(Path(request["train_path"])), load_split(Path(request["val_path"]))
+    # Warm-up with the trusted reference: torch, einops and the kernels import what they import
+    # lazily now, while the interpreter's own files are still readable.
+    warm = LanguageModel(ModelConfig(300, 32, 1, 2), reference)
+    optimizer = torch.optim.AdamW(warm.parameters())
+    loss, _ = warm(torch.randint(0, 300, (1, 8)), torch.randint(0, 300, (1, 8)))
+    loss.backward()
+    optimizer.step()
+    with probes._BytesWritten(), torch.utils.flop_counter.FlopCounterMode(display=False):
+        warm(torch.randint(0, 300, (1, 8)), torch.randint(0, 300, (1, 8)))
+    torch.save({"warm": warm.state_dict()}, io.BytesIO())
+    del warm, optimizer
+
+    isolation = enter_jail(scratch, channel)
+    isolation["network_isolated"] = request["network_isolated"]
+    channel.emit({"event": "isolation", **isolation})
+
+    stage, default_kind = "build", "build_error"
+    try:
+        code = (scratch / CANDIDATE_FILE).read_text()
+        mixer_class = load_mixer(code, scratch / CANDIDATE_FILE)
+        mixer = mixer_class(probes.PROBE_D_MODEL, probes.PROBE_HEADS)
+        params = sum(p.numel() for p in mixer_class(budget_d, budget_h).parameters())
+        channel.emit({"event": "check", "name": "build", "result": {"ok": True}})
+        default_kind = "runtime_error"
+        for stage, run in (
+            ("forward_backward", lambda: probes.check_forward_backward(mixer)),
+            ("finite", lambda: probes.check_finite(mixer)),
+            ("causal", lambda: probes.check_causal(mixer)),
+            ("complexity", lambda: probes.check_complexity(mixer, exempt=request["allow_quadratic"])),
+            ("params", lambda: probes.check_params(params, reference_params, budget_d, budget_h)),
+        ):
+            channel.emit({"event": "check", "name": stage, "result": run()})
+        if request["mode"] == "check":
+            channel.emit({"event": "result"})
+            return
+        stage = "train"
+        torch.manual_seed(request["seed"])
+        config = ModelConfig(profile.vocab_size, profile.d_model, profile.n_layers, profile.n_heads)
+        model = LanguageModel(config, mixer_class).to(profile.device)
+
+        def progress(report: dict) -> None:
+            channel.emit({"event": "progress", **report})
+
+        optimizer, stats = train.train(model, profile, request["seed"], splits[0], progress)
+        stage = "evaluate"
+        evaluation = train.evaluate(model, profile, splits[1])
+        if not math.isfinite(evaluation["val_loss"]):
+            raise FloatingPointError(f"validation loss is {evaluation['val_loss']}")
+        torch.save({
+            "code": code,
+            "profile": profile.name,
+            "seed": request["seed"],
+            "model_config": config.__dict__,
+            "step": profile.steps,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "val_loss": evaluation["val_loss"],
+        }, scratch / "checkpoint.pt")
+        channel.emit({"event": "result", "params": model.count_parameters(), **stats, **evaluation})
+    except probes.ProbeFailure as failure:
+        channel.emit({"event": "check", "name": stage, "result": {"ok": False, "error": str(failure)}})
+        channel.emit({"event": "failure", "kind": failure.kind, "message": str(failure), "traceback": ""})
+    except SyntaxError as exc:
+        channel.emit({"event": "failure", "kind": "syntax_error", "message": f"{exc.msg} (line {exc.lineno})",
+                      "traceback": excerpt(exc)})
+    except BaseException as exc:  # noqa: BLE001 - every candidate fault becomes a structured failure
+        kind = classify(exc, default_kind)
+        if stage in ("build", "forward_backward", "finite", "causal", "complexity", "params"):
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            channel.emit({"event": "check", "name": stage, "result": {"ok": False, "error": error}})
+        channel.emit({"event": "failure", "kind": kind, "message": f"{stage}: {type(exc).__name__}: {exc}"[:2000],
+                      "traceback": excerpt(exc)})

@@ -1,0 +1,138 @@
+"""The training loop: a plain AdamW loop over a text + capability-task mixture, then evaluation.
+
+Each step sees ``batch_size`` text rows (every position supervised) and ``task_batch_size``
+rows of each capability task (only the asked positions supervised); the loss is the sum of
+the text loss and the mean task loss.  Order per step, as in nanoGPT: learning rate -> step
+-> log -> stop; evaluation and the checkpoint come once, at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from services.engineer.data import text_batch, validation_batches
+from services.engineer.model import LanguageModel
+from services.engineer.profiles import Profile
+from services.engineer.tasks import IGNORE, TASKS, TaskSpec
+
+EVAL_SEED = 2**31 - 1  # task instances for evaluation come from a stream no training seed uses
+
+
+def task_spec(profile: Profile) -> TaskSpec:
+    return TaskSpec(
+        seq_len=profile.task_seq_len,
+        task_vocab=profile.task_vocab,
+        mqar_kv_pairs=profile.mqar_kv_pairs,
+        copy_tokens=profile.copy_tokens,
+        recall_keys=profile.recall_keys,
+    )
+
+
+def learning_rate(step: int, profile: Profile) -> float:
+    """Linear warm-up, then cosine decay from ``lr`` to ``min_lr`` at the last step."""
+    if step < profile.warmup_steps:
+        return profile.lr * (step + 1) / profile.warmup_steps
+    progress = (step - profile.warmup_steps) / max(1, profile.steps - 1 - profile.warmup_steps)
+    return profile.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (profile.lr - profile.min_lr)
+
+
+def make_optimizer(model: LanguageModel, profile: Profile) -> torch.optim.AdamW:
+    # Decay matrices only: norms, biases and 1-d gate parameters (A_log, dt_bias) keep their init.
+    decayed = [p for p in model.parameters() if p.dim() >= 2]
+    kept = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decayed, "weight_decay": profile.weight_decay}, {"params": kept, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=profile.lr, betas=(0.9, 0.95))
+
+
+def task_batch(spec: TaskSpec, rows_per_task: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    parts = [make(spec, rows_per_task, generator) for make in TASKS.values()]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def train(
+    model: LanguageModel,
+    profile: Profile,
+    seed: int,
+    train_tokens: np.ndarray,
+    report: Callable[[dict], None],
+) -> tuple[torch.optim.AdamW, dict]:
+    """Train in place; return the optimizer and ``{"train_seconds", "tokens_per_s", "train_loss"}``."""
+    device = torch.device(profile.device)
+    generator = torch.Generator().manual_seed(seed)
+    spec = task_spec(profile)
+    optimizer = make_optimizer(model, profile)
+    tokens_per_step = profile.batch_size * profile.seq_len + len(TASKS) * profile.task_batch_size * spec.seq_len
+    model.train()
+    started = time.perf_counter()
+    window_start, window_steps = started, 0
+    loss_value = float("nan")
+    for step in range(profile.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, profile)
+
+        text = text_batch(train_tokens, profile.batch_size, profile.seq_len, generator).to(device)
+        task_inputs, task_labels = task_batch(spec, profile.task_batch_size, generator)
+        text_loss, _ = model(text[:, :-1], text[:, 1:])
+        task_loss, _ = model(task_inputs.to(device), task_labels.to(device))
+        loss = text_loss + task_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), profile.grad_clip)
+        optimizer.step()
+
+        window_steps += 1
+        if (step + 1) % profile.log_every == 0 or step + 1 == profile.steps:
+            loss_value = loss.item()  # syncs with the device: only when logging
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"training loss became {loss_value} at step {step + 1}")
+            now = time.perf_counter()
+            report({
+                "step": step + 1,
+                "steps": profile.steps,
+                "train_loss": loss_value,
+                "text_loss": text_loss.item(),
+                "task_loss": task_loss.item(),
+                "tokens_per_s": window_steps * tokens_per_step / (now - window_start),
+            })
+            window_start, window_steps = now, 0
+    seconds = time.perf_counter() - started
+    return optimizer, {
+        "train_seconds": seconds,
+        "tokens_per_s": profile.steps * tokens_per_step / seconds,
+        "train_loss": loss_value,
+    }
+
+
+@torch.no_grad()
+def evaluate(model: LanguageModel, profile: Profile, val_tokens: np.ndarray) -> dict:
+    """Validation loss (nats per byte) on held-out text, and accuracy on held-out task instances."""
+    device = torch.device(profile.device)
+    model.eval()
+    losses = []
+    for batch in validation_batches(val_tokens, profile.eval_batches, profile.batch_size, profile.seq_len):
+        batch = batch.to(device)
+        loss, _ = model(batch[:, :-1], batch[:, 1:])
+        losses.append(loss.item())
+    spec = task_spec(profile)
+    benchmarks = {}
+    for index, (name, make) in enumerate(TASKS.items()):
+        generator = torch.Generator().manual_seed(EVAL_SEED - index)
+        inputs, labels = make(spec, profile.eval_task_instances, generator)
+        correct = total = 0
+        for rows in range(0, len(inputs), 64):
+            x, y = inputs[rows : rows + 64].to(device), labels[rows : rows + 64].to(device)
+            _, logits = model(x, y)
+            correct += (logits.argmax(dim=-1) == y[y != IGNORE]).sum().item()
+            total += int((y != IGNORE).sum())
+        benchmarks[name] = correct / total
+    model.train()
+    return {
+        "val_loss": sum(losses) / len(losses),
+        "benchmarks": benchmarks,
+        "benchmark_mean": sum(benchmarks.values()) / len(benchmarks),
+    }

@@ -1,0 +1,76 @@
+"""A whole experiment on the seed architecture under ``tiny``: probes, training, evaluation, checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from services.engineer.baselines import baseline_code
+from services.engineer.harness import run_experiment
+from services.engineer.profiles import PROFILES, get_profile
+
+PROBES = ("build", "forward_backward", "finite", "causal", "complexity", "params")
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[dict], Path]:
+    data_dir = tmp_path_factory.mktemp("asi")
+    progress: list[dict] = []
+    result = run_experiment(baseline_code("deltanet"), "tiny", 0, on_progress=progress.append, data_dir=data_dir)
+    return result, progress, data_dir
+
+
+def test_the_seed_trains_and_is_evaluated(experiment: tuple[dict, list[dict], Path]) -> None:
+    result, _, _ = experiment
+    assert result["ok"], result.get("failure")
+    # An untrained model scores ln(vocab) ~ 5.9 nats per byte; training must have taught it something.
+    assert result["val_loss"] < 4.0
+    assert set(result["benchmarks"]) == {"mqar", "selective_copying", "noisy_recall"}
+    assert all(0.0 <= accuracy <= 1.0 for accuracy in result["benchmarks"].values())
+    assert math.isclose(result["benchmark_mean"], sum(result["benchmarks"].values()) / 3)
+    assert result["params"] > 0 and result["tokens_per_s"] > 0 and result["train_seconds"] > 0
+
+
+def test_every_probe_ran_and_passed_before_training(experiment: tuple[dict, list[dict], Path]) -> None:
+    result, _, _ = experiment
+    assert list(result["checks"]) == list(PROBES)
+    assert all(check["ok"] for check in result["checks"].values())
+    assert result["checks"]["complexity"]["exponent"] < 1.5
+
+
+def test_progress_reaches_the_parent_as_training_goes(experiment: tuple[dict, list[dict], Path]) -> None:
+    _, progress, _ = experiment
+    steps = get_profile("tiny").steps
+    assert len(progress) >= 2
+    assert [p["step"] for p in progress] == sorted(p["step"] for p in progress)
+    assert progress[-1]["step"] == progress[-1]["steps"] == steps
+    assert all(math.isfinite(p["train_loss"]) and p["tokens_per_s"] > 0 for p in progress)
+
+
+def test_the_checkpoint_is_stored_by_content_hash_and_describes_itself(
+    experiment: tuple[dict, list[dict], Path],
+) -> None:
+    result, _, data_dir = experiment
+    path = data_dir / "checkpoints" / f"{result['checkpoint']}.pt"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == result["checkpoint"]
+    checkpoint = torch.load(path, weights_only=False)
+    assert checkpoint["code"] == baseline_code("deltanet")
+    assert checkpoint["profile"] == "tiny" and checkpoint["seed"] == 0
+    assert checkpoint["step"] == get_profile("tiny").steps
+    assert {"model", "optimizer", "model_config", "val_loss"} <= set(checkpoint)
+
+
+def test_the_sandbox_ran_as_nobody_without_network(experiment: tuple[dict, list[dict], Path]) -> None:
+    result, _, _ = experiment
+    assert result["isolation"]["uid"] == 65534
+    assert result["isolation"]["network_isolated"] is True
+
+
+def test_profiles_are_named_and_unknown_names_are_refused() -> None:
+    assert set(PROFILES) == {"tiny", "cpu", "gpu-20m", "gpu-340m"}
+    with pytest.raises(ValueError, match="tiny, cpu, gpu-20m, gpu-340m"):
+        get_profile("huge")
