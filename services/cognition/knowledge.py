@@ -85,7 +85,8 @@ class ExperienceEntry:
 
     @property
     def id(self) -> str:
-        return "exp-" + _content_hash(asdict(self))
+        """Content hash; tag order and an integer fitness do not change it."""
+        return "exp-" + _content_hash({**asdict(self), "tags": sorted(set(self.tags)), "fitness": float(self.fitness)})
 
 
 @dataclass(frozen=True)

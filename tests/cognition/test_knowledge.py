@@ -112,6 +112,12 @@ def test_experience_is_idempotent_and_retrieved_with_literature(kb: KnowledgeBas
     assert kb.get(first) is not None and kb.get(first).kind == "experience"
 
 
+def test_tag_order_does_not_change_an_experience_id(kb: KnowledgeBase) -> None:
+    entry = _experience("run-order", tags=["update=delta", "qk_norm=l2"], fitness=1)
+    reordered = _experience("run-order", tags=["qk_norm=l2", "update=delta"], fitness=1.0)
+    assert entry.id == reordered.id == kb.add_experience(entry) == kb.add_experience(reordered)
+
+
 def test_a_different_outcome_is_a_different_experience(kb: KnowledgeBase) -> None:
     first = kb.add_experience(_experience("run-distinct"))
     second = kb.add_experience(_experience("run-distinct", outcome="diverged at step 40"))
