@@ -67,9 +67,9 @@ class Measurement:
     tokens_per_s: float
 
 
-def _ours(op: str, backend: str, chunk_size: int | None = None) -> Callable[..., torch.Tensor]:
-    """Our implementation of `op` on `backend`, called with keyword inputs, returning o."""
-    run = implementation(op, "chunk", backend)
+def _ours(op: str, backend: str, form: str = "chunk", chunk_size: int | None = None) -> Callable[..., torch.Tensor]:
+    """Our implementation of `op` in `form` on `backend`, called with keyword inputs, returning o."""
+    run = implementation(op, form, backend)
     if chunk_size is not None:
         run = partial(run, chunk_size=chunk_size)
 
@@ -156,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
         runs["torch_chunk64"] = _ours(op, "torch", chunk_size=64)
         runs["torch_chunk32"] = _ours(op, "torch", chunk_size=32)
         if cuda:
-            runs["triton"] = _ours(op, "triton")
+            if op != "linear_attn":  # linear attention's Triton path is the recurrence in both forms
+                runs["triton_chunk64"] = _ours(op, "triton")
+            runs["triton_recurrent"] = _ours(op, "triton", form="recurrent")
         reference = _fla(case, cuda)
         if reference is not None:
             runs["fla_" + (FLA_CUDA if cuda else FLA_CPU)[case][1]] = reference

@@ -29,11 +29,17 @@ BACKEND_ENV_VAR = "ASI_KERNEL_BACKEND"
 
 Implementation = Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
 
-# The Triton implementations, as (module, function), loaded on first use.
-_TRITON: dict[str, tuple[str, str]] = {
-    "linear_attn": ("kernels.linear_attn.triton_recurrent", "triton_recurrent_linear_attn"),
-    "delta_rule": ("kernels.delta_rule.triton_recurrent", "triton_recurrent_delta_rule"),
-    "gated_delta_rule": ("kernels.gated_delta_rule.triton_recurrent", "triton_recurrent_gated_delta_rule"),
+# The Triton implementations per (op, form), as (module, function), loaded on first use.
+_TRITON: dict[tuple[str, str], tuple[str, str]] = {
+    ("linear_attn", "chunk"): ("kernels.linear_attn.triton_recurrent", "triton_recurrent_linear_attn"),
+    ("linear_attn", "recurrent"): ("kernels.linear_attn.triton_recurrent", "triton_recurrent_linear_attn"),
+    ("delta_rule", "chunk"): ("kernels.delta_rule.triton_chunk", "triton_chunk_delta_rule"),
+    ("delta_rule", "recurrent"): ("kernels.delta_rule.triton_recurrent", "triton_recurrent_delta_rule"),
+    ("gated_delta_rule", "chunk"): ("kernels.gated_delta_rule.triton_chunk", "triton_chunk_gated_delta_rule"),
+    ("gated_delta_rule", "recurrent"): (
+        "kernels.gated_delta_rule.triton_recurrent",
+        "triton_recurrent_gated_delta_rule",
+    ),
 }
 _CHUNK: dict[str, Implementation] = {
     "linear_attn": torch_chunk_linear_attn,
@@ -60,11 +66,12 @@ def choose_backend(x: torch.Tensor, backend: str | None = None) -> Backend:
 def implementation(op: str, form: Literal["chunk", "recurrent"], backend: Backend) -> Implementation:
     """The function that runs `op` in `form` on `backend`.
 
-    The Triton kernels are recurrent (one program walks the sequence per head and value block), so
-    they serve both forms; PyTorch's recurrent form is the step-by-step specification itself.
+    On Triton the delta rules' chunked form is the chunked PyTorch op with its chunk-to-chunk passes
+    as Triton kernels; linear attention runs the Triton recurrence in both forms. PyTorch's recurrent
+    form is the step-by-step specification itself.
     """
     if backend == "triton":
-        module, name = _TRITON[op]
+        module, name = _TRITON[op, form]
         return getattr(importlib.import_module(module), name)
     if backend == "torch" and form == "chunk":
         return _CHUNK[op]

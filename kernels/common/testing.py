@@ -106,13 +106,13 @@ def assert_all_close(errors: dict[str, float], tolerance: float = RELATIVE_TOLER
 
 
 def interpreted_triton_errors(
-    cases: dict[str, list[tuple[int, bool, str | None, int]]],
+    cases: dict[str, list[tuple[str, int, bool, str | None, int]]],
 ) -> dict[str, list[dict[str, float]]]:
-    """Relative errors of each op's Triton implementation against naive, under TRITON_INTERPRET=1.
+    """Relative errors of each op's Triton implementations against naive, under TRITON_INTERPRET=1.
 
-    cases: op -> (T, with_initial_state, gate, V) tuples; V over 32 spans several value blocks. The
-    interpreter must be switched on before Triton is first imported, so the comparisons run in one
-    fresh Python process, at toy sizes (B=1, H=1, K=16) in float32.
+    cases: op -> (form, T, with_initial_state, gate, V) tuples, form "chunk" or "recurrent"; V over
+    32 spans several value blocks. The interpreter must be switched on before Triton is first
+    imported, so the comparisons run in one fresh Python process, at toy sizes (B=1, H=1, K=16).
     """
     script = (
         "import json, torch\n"
@@ -121,11 +121,11 @@ def interpreted_triton_errors(
         "torch.set_num_threads(1)\n"
         "errors = {}\n"
         f"for op, op_cases in {cases!r}.items():\n"
-        "    triton, naive = (implementation(op, 'chunk', backend) for backend in ('triton', 'naive'))\n"
+        "    naive = implementation(op, 'chunk', 'naive')\n"
         "    errors[op] = []\n"
-        "    for T, with_initial_state, gate, V in op_cases:\n"
+        "    for form, T, with_initial_state, gate, V in op_cases:\n"
         "        inputs = make_inputs(op, 1, T, 1, 16, V, gate=gate, with_initial_state=with_initial_state)\n"
-        "        errors[op].append(compare(triton, naive, inputs))\n"
+        "        errors[op].append(compare(implementation(op, form, 'triton'), naive, inputs))\n"
         "print(json.dumps(errors))\n"
     )
     env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}

@@ -33,6 +33,72 @@ def _transpose(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(-1, -2)
 
 
+class StatePasses:
+    """The sequential part of the chunked form: the state passing from chunk to chunk, and back.
+
+    Everything else is parallel over chunks. This version loops over chunks in PyTorch; a Triton
+    version (common/triton_chunk_states.py) runs each pass as one kernel.
+    """
+
+    @staticmethod
+    def forward(
+        u_tilde: torch.Tensor,
+        w: torch.Tensor,
+        k_to_end: torch.Tensor,
+        chunk_decay: torch.Tensor | None,
+        initial_state: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """U_n = U~_n - W_n S_n;  S_{n+1} = gamma_C S_n + (K exp(G_C - G))_n^T U_n.
+
+        u_tilde: [N, B, H, C, V]; w, k_to_end: [N, B, H, C, K]; chunk_decay: [N, B, H] or None (1);
+        initial_state: [B, H, K, V] float32 or None. Returns the state entering each chunk
+        [N, B, H, K, V], U [N, B, H, C, V] and the final state [B, H, K, V].
+        """
+        N, B, H, _, V = u_tilde.shape
+        state = u_tilde.new_zeros(B, H, w.shape[-1], V)
+        if initial_state is not None:
+            state = state + initial_state
+        states = u_tilde.new_empty(N, B, H, w.shape[-1], V)
+        u = torch.empty_like(u_tilde)
+        for n in range(N):
+            states[n] = state
+            torch.sub(u_tilde[n], w[n] @ state, out=u[n])
+            if chunk_decay is not None:
+                state = state * chunk_decay[n, ..., None, None]
+            state = state + _transpose(k_to_end[n]) @ u[n]
+        return states, u, state
+
+    @staticmethod
+    def backward(
+        grad_u_local: torch.Tensor,
+        grad_state_from_o: torch.Tensor,
+        w: torch.Tensor,
+        k_to_end: torch.Tensor,
+        chunk_decay: torch.Tensor | None,
+        grad_final_state: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The reverse pass: dU_n = P_n^T dO_n + (K exp(G_C - G))_n dS_{n+1};
+        dS_n = gamma_C dS_{n+1} + (Q gamma)_n^T dO_n - W_n^T dU_n.
+
+        grad_u_local (P^T dO; completed in place into dU): [N, B, H, C, V]; grad_state_from_o
+        ((Q gamma)^T dO): [N, B, H, K, V]; w, k_to_end: [N, B, H, C, K]; chunk_decay: [N, B, H] or
+        None; grad_final_state: [B, H, K, V] or None. Returns dU [N, B, H, C, V], the gradient of
+        the state leaving each chunk [N, B, H, K, V] and that of the initial state [B, H, K, V].
+        """
+        grad_u = grad_u_local
+        grad_end = torch.empty_like(grad_state_from_o)
+        grad_state = torch.zeros_like(grad_state_from_o[0])
+        if grad_final_state is not None:
+            grad_state = grad_state + grad_final_state
+        for n in reversed(range(grad_u.shape[0])):
+            grad_end[n] = grad_state
+            grad_u[n] += k_to_end[n] @ grad_state
+            if chunk_decay is not None:
+                grad_state = grad_state * chunk_decay[n, ..., None, None]
+            grad_state = grad_state + grad_state_from_o[n] - _transpose(w[n]) @ grad_u[n]
+        return grad_u, grad_end, grad_state
+
+
 class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
     """Chunked gated delta rule; g is None for the plain delta rule, which then skips every decay."""
 
@@ -47,6 +113,7 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
         scale: float,
         initial_state: torch.Tensor | None,
         chunk_size: int,
+        passes: type[StatePasses],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         B, T, H, K = q.shape
         C = chunk_size
@@ -79,23 +146,15 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
         u_tilde = inverse @ (v_c * beta_c[..., None])
         w = inverse @ k_weighted
 
-        state = q.new_zeros(B, H, K, v.shape[-1], dtype=torch.float32)
-        if initial_state is not None:
-            state = state + initial_state.float()
-        states = q_c.new_empty(q_c.shape[0], B, H, K, v.shape[-1])  # the state entering each chunk
-        u = torch.empty_like(u_tilde)
-        for n in range(q_c.shape[0]):
-            states[n] = state
-            torch.sub(u_tilde[n], w[n] @ state, out=u[n])  # U = U~ - W S_0: [B, H, C, V]
-            if g is not None:
-                state = state * decays[1][n, ..., -1, None, None]
-            state = state + _transpose(k_to_end[n]) @ u[n]
+        chunk_decay = None if g is None else decays[1][..., -1]
+        initial = None if initial_state is None else initial_state.float()
+        states, u, state = passes.forward(u_tilde, w, k_to_end, chunk_decay, initial)
         o = (qk @ u).add_(q_decayed @ states)
 
         ctx.save_for_backward(
             q_c, k_c, v_c, beta_c, q_decayed, k_to_end, kk, tril_kk, inverse, u_tilde, w, u, states, qk, *decays
         )
-        ctx.scale, ctx.length = scale, T
+        ctx.scale, ctx.length, ctx.passes = scale, T, passes
         ctx.has_gate, ctx.has_initial_state = g is not None, initial_state is not None
         ctx.dtypes = (q.dtype, k.dtype, v.dtype, None if g is None else g.dtype, beta.dtype)
         return _from_chunks(o, T).to(v.dtype), state
@@ -110,20 +169,13 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
             pair_decay, decay_from_start, decay_to_end = decays
         do = _to_chunks(grad_o, q_c.shape[3])
 
-        # The only sequential part: the state gradient flows back from chunk to chunk.
-        grad_u = _transpose(qk) @ do  # P^T dO, completed in the loop
+        grad_u_local = _transpose(qk) @ do  # P^T dO
         grad_state_from_o = _transpose(q_decayed) @ do
-        grad_end = torch.empty_like(states)  # gradient of the state leaving each chunk
-        grad_state = torch.zeros_like(states[0])
-        if grad_final_state is not None:
-            grad_state = grad_state + grad_final_state.float()
-        for n in reversed(range(q_c.shape[0])):
-            grad_end[n] = grad_state
-            grad_u[n] += k_to_end[n] @ grad_state
-            if gated:
-                grad_state = grad_state * decay_from_start[n, ..., -1, None, None]
-            grad_state = grad_state + grad_state_from_o[n] - _transpose(w[n]) @ grad_u[n]
-        grad_initial_state = grad_state
+        chunk_decay = decay_from_start[..., -1] if gated else None
+        final = None if grad_final_state is None else grad_final_state.float()
+        grad_u, grad_end, grad_initial_state = ctx.passes.backward(
+            grad_u_local, grad_state_from_o, w, k_to_end, chunk_decay, final
+        )
 
         # o = (q * gamma) S_0 + P U, with P = q k^T * Gamma
         grad_p = do @ _transpose(u)
@@ -179,6 +231,7 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
             None,
             grad_initial_state if ctx.has_initial_state else None,
             None,
+            None,
         )
 
 
@@ -200,5 +253,5 @@ def torch_chunk_gated_delta_rule(
     """
     check_inputs(q, k, v, g=g, beta=beta, initial_state=initial_state, per_head_decay=True)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    o, final_state = ChunkGatedDeltaRuleFunction.apply(q, k, v, g, beta, scale, initial_state, chunk_size)
+    o, final_state = ChunkGatedDeltaRuleFunction.apply(q, k, v, g, beta, scale, initial_state, chunk_size, StatePasses)
     return o, (final_state if output_final_state else None)

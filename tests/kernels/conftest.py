@@ -8,11 +8,27 @@ import torch
 
 from kernels.common.testing import interpreted_triton_errors
 
-# op -> (T, with_initial_state, gate, V). V=48 spans two value blocks, the last one partly masked.
-INTERPRETED_TRITON_CASES: dict[str, list[tuple[int, bool, str | None, int]]] = {
-    "gated_delta_rule": [(63, False, None, 16), (100, True, None, 48)],
-    "delta_rule": [(63, True, None, 16), (100, False, None, 16)],
-    "linear_attn": [(100, True, None, 16), (63, False, "scalar", 16), (100, True, "vector", 16)],
+# op -> (form, T, with_initial_state, gate, V). The delta rules have two Triton implementations (the
+# chunked op with Triton state passes, and the Triton recurrence); linear attention has the recurrence.
+# V=48 spans two value blocks of the recurrence, the last one partly masked.
+INTERPRETED_TRITON_CASES: dict[str, list[tuple[str, int, bool, str | None, int]]] = {
+    "gated_delta_rule": [
+        ("chunk", 63, False, None, 16),
+        ("chunk", 100, True, None, 48),
+        ("recurrent", 63, False, None, 16),
+        ("recurrent", 100, True, None, 48),
+    ],
+    "delta_rule": [
+        ("chunk", 100, True, None, 16),
+        ("chunk", 63, False, None, 16),
+        ("recurrent", 63, True, None, 16),
+        ("recurrent", 100, False, None, 16),
+    ],
+    "linear_attn": [
+        ("chunk", 100, True, None, 16),
+        ("chunk", 63, False, "scalar", 16),
+        ("recurrent", 100, True, "vector", 16),
+    ],
 }
 
 

@@ -47,7 +47,7 @@ def test_recurrent_delta_rule_continues_from_a_chunked_prefix() -> None:
     torch.testing.assert_close(final_state, whole_state, rtol=1e-4, atol=1e-5)
 
 
-def test_chunk_delta_rule_triton_matches_naive_interpreted(interpreted_triton) -> None:
+def test_chunk_and_recurrent_delta_rule_triton_match_naive_interpreted(interpreted_triton) -> None:
     # Cases in conftest.INTERPRETED_TRITON_CASES: lengths 63 and 100, with and without an initial state.
     for errors in interpreted_triton["delta_rule"]:
         assert_all_close(errors)

@@ -1,0 +1,34 @@
+"""The gated delta rule in chunked form on CUDA: the chunked PyTorch op with its state passes in Triton."""
+
+from __future__ import annotations
+
+import torch
+
+from kernels.common.shapes import check_inputs
+from kernels.common.triton_chunk_states import TritonStatePasses
+from kernels.gated_delta_rule.chunk import ChunkGatedDeltaRuleFunction
+
+
+def triton_chunk_gated_delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor | None,
+    beta: torch.Tensor,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Chunked gated delta rule whose chunk-to-chunk passes are Triton kernels; contract of
+    `naive_recurrent_gated_delta_rule`.
+
+    q, k: [B, T, H, K]; v: [B, T, H, V]; g: [B, T, H] or None; beta: [B, T, H];
+    initial_state: [B, H, K, V]. Returns o: [B, T, H, V] and the final state [B, H, K, V] or None.
+    """
+    check_inputs(q, k, v, g=g, beta=beta, initial_state=initial_state, per_head_decay=True)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    o, final_state = ChunkGatedDeltaRuleFunction.apply(
+        q, k, v, g, beta, scale, initial_state, chunk_size, TritonStatePasses
+    )
+    return o, (final_state if output_final_state else None)
