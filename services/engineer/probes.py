@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 PROBE_D_MODEL = 64  # probes use a small width: the properties tested do not depend on it
 PROBE_HEADS = 2
@@ -105,7 +105,20 @@ def check_causal(mixer: nn.Module) -> dict:
     return result
 
 
-class _BytesWritten(TorchDispatchMode):
+# FlopCounterMode knows the CUDA attention kernels but not the CPU one; without this entry a
+# Transformer's T^2 work would go uncounted (its fused kernel never writes the score matrix).
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+CPU_ATTENTION_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+
+
+def flop_counter() -> FlopCounterMode:
+    return FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS)
+
+
+class BytesWritten(TorchDispatchMode):
     """Counts the bytes of every tensor every op returns: a quadratic score matrix shows here
     however it is computed (matmul, broadcast product or a Python loop of slices)."""
 
@@ -135,11 +148,11 @@ def check_complexity(mixer: nn.Module, exempt: bool) -> dict:
     flops, written, seconds = [], [], []
     for length in COMPLEXITY_LENGTHS:
         x = _inputs(1, length, seed=length)
-        counter = FlopCounterMode(display=False)
+        counter = flop_counter()
         with counter:
             mixer(x)
         flops.append(float(counter.get_total_flops()))
-        bytes_mode = _BytesWritten()
+        bytes_mode = BytesWritten()
         with bytes_mode:
             mixer(x)
         written.append(float(bytes_mode.bytes))

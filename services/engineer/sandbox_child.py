@@ -162,7 +162,7 @@ def main() -> None:
     loss, _ = warm(torch.randint(0, 300, (1, 8)), torch.randint(0, 300, (1, 8)))
     loss.backward()
     optimizer.step()
-    with probes._BytesWritten(), torch.utils.flop_counter.FlopCounterMode(display=False):
+    with probes.BytesWritten(), probes.flop_counter():
         warm(torch.randint(0, 300, (1, 8)), torch.randint(0, 300, (1, 8)))
     torch.save({"warm": warm.state_dict()}, io.BytesIO())
     del warm, optimizer

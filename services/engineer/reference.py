@@ -1,0 +1,78 @@
+"""Baselines trained in the same harness as candidates, cached by (code hash, profile, seed).
+
+A baseline's result depends only on its code, the profile and the seed, so it is trained once
+per data dir and read back afterwards; the key also covers the profile's settings, so editing
+a profile retrains instead of reusing a result from different settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from services.engineer.baselines import BASELINES, baseline_code
+from services.engineer.harness import run_experiment
+from services.engineer.profiles import get_profile
+
+
+def cache_key(code: str, profile: str, seed: int) -> str:
+    settings = json.dumps(asdict(get_profile(profile)), sort_keys=True)
+    code_hash = hashlib.sha256(code.encode()).hexdigest()
+    settings_hash = hashlib.sha256(settings.encode()).hexdigest()
+    return f"{code_hash[:16]}-{profile}-{settings_hash[:8]}-seed{seed}"
+
+
+def baseline_result(name: str, profile: str, seed: int, data_dir: Path, *, corpus: str | None = None,
+                    on_progress: Callable[[dict], None] | None = None) -> dict:
+    """One baseline run, from the cache when it was run before (the result then says ``cached``)."""
+    code = baseline_code(name)
+    path = data_dir / "baselines" / f"{cache_key(code, profile, seed)}.json"
+    if corpus is None and path.exists():
+        return {**json.loads(path.read_text()), "cached": True}
+    result = run_experiment(code, profile, seed, corpus=corpus, on_progress=on_progress, data_dir=data_dir)
+    result = {"name": name, "profile": profile, "seed": seed, **result}
+    if corpus is None and result["ok"]:  # failures are not cached: they may be the machine's fault
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(path)
+    return {**result, "cached": False}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean and spread over seeds of the figures the judge compares against."""
+    done = [r for r in runs if r["ok"]]
+    summary: dict = {"seeds": [r["seed"] for r in runs], "ok": len(done) == len(runs)}
+    if not done:
+        return summary
+    for figure in ("val_loss", "benchmark_mean", "tokens_per_s", "train_seconds"):
+        values = [r[figure] for r in done]
+        mean = sum(values) / len(values)
+        summary[figure] = mean
+        summary[f"{figure}_spread"] = max(values) - min(values)
+    tasks = done[0]["benchmarks"]
+    summary["benchmarks"] = {task: sum(r["benchmarks"][task] for r in done) / len(done) for task in tasks}
+    summary["params"] = done[0]["params"]
+    summary["complexity_exponent"] = done[0]["checks"]["complexity"]["exponent"]
+    return summary
+
+
+def run_baselines(profile: str, seeds: int, data_dir: Path, *, names: tuple[str, ...] = BASELINES,
+                  corpus: str | None = None, on_run: Callable[[dict], None] | None = None,
+                  on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Every named baseline under ``profile`` at seeds ``0..seeds-1``: per-run results and a summary."""
+    table = {}
+    for name in names:
+        runs = []
+        for seed in range(seeds):
+            result = baseline_result(name, profile, seed, data_dir, corpus=corpus, on_progress=on_progress)
+            runs.append(result)
+            if on_run:
+                on_run(result)
+        table[name] = {"runs": runs, **summarise(runs)}
+    return {"ok": all(entry["ok"] for entry in table.values()), "profile": profile, "seeds": seeds,
+            "baselines": table}
