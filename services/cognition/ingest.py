@@ -80,14 +80,19 @@ def _input_files(path: Path) -> list[Path]:
         raise IngestError(f"{path}: no such file or folder")
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in STRUCTURED_SUFFIXES + TEXT_SUFFIXES)
+    # A folder's README describes the folder (the corpus has one), it is not a paper.
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and p.suffix in STRUCTURED_SUFFIXES + TEXT_SUFFIXES and p.stem.upper() != "README"
+    )
     if not files:
         raise IngestError(f"{path}: no paper files ({', '.join(STRUCTURED_SUFFIXES + TEXT_SUFFIXES)})")
     return files
 
 
 def ingest_path(kb: KnowledgeBase, path: Path, llm: LLMConfig | None) -> IngestReport:
-    """Ingest a file or every paper file under a folder."""
+    """Ingest a file, or every paper file under a folder (README files excepted)."""
     report = IngestReport()
     for file in _input_files(Path(path)):
         if file.suffix in STRUCTURED_SUFFIXES:

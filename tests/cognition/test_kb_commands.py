@@ -65,6 +65,7 @@ def test_ingest_reports_entries_and_calls_the_listener(
     papers = tmp_path / "papers"
     papers.mkdir()
     shutil.copy(DEFAULT_CORPUS / "retnet-2023.json", papers)
+    shutil.copy(DEFAULT_CORPUS / "README.md", papers)  # describes the folder; not a paper
     reports: list[IngestReport] = []
     code = _run(["kb", "ingest", str(papers), "--json", "--data-dir", str(store_copy)], reports.append)
     assert code == 0
