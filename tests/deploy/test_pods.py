@@ -1,0 +1,144 @@
+"""Every pod is hardened, probed over gRPC health, exposes metrics, and gets the right
+addresses; engineer pods, where candidate code runs, reach only NATS and DNS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.deploy.conftest import NAMESPACE, RELEASE, SERVICES, Rendered
+
+
+def pods(rendered: Rendered) -> list[tuple[str, dict[str, Any]]]:
+    return [(d["metadata"]["name"], d["spec"]["template"]) for d in rendered.of_kind("Deployment")]
+
+
+def service_name(component: str) -> str:
+    return f"{RELEASE}-asi-arch-{component}"
+
+
+def test_every_service_has_a_deployment(rendered: Rendered):
+    names = {name for name, _ in pods(rendered)}
+    assert {service_name(s) for s in SERVICES} <= names
+
+
+def test_every_pod_is_hardened(rendered: Rendered):
+    for name, pod in pods(rendered):
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] != 0, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False, name
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["privileged"] is False, name
+            assert context["runAsNonRoot"] is True, name
+            assert context["capabilities"] == {"drop": ["ALL"]}, name
+            mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+            assert "emptyDir" in mounts["/tmp"], f"{name}: /tmp must be a writable emptyDir"
+            assert not any(m.get("readOnly") for m in container["volumeMounts"]), name
+
+
+def test_the_data_dir_is_a_writable_volume(rendered: Rendered):
+    for component in SERVICES:
+        container = rendered.container(component)
+        pod = rendered.deployment(component)["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        data_dir = rendered.env(component)["ASI_DATA_DIR"]
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == data_dir]
+        volume = volumes[mount["name"]]
+        persistence = rendered.values[component]["persistence"]
+        if persistence["enabled"]:
+            claim = persistence["existingClaim"] or service_name(component)
+            assert volume["persistentVolumeClaim"]["claimName"] == claim
+        else:
+            assert "emptyDir" in volume
+
+
+def test_service_containers_probe_grpc_health_on_the_grpc_port(rendered: Rendered):
+    for component in SERVICES:
+        container = rendered.container(component)
+        grpc_port = int(rendered.env(component)["ASI_GRPC_PORT"])
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["grpc"] == grpc_port
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            # the empty service name: the server's overall health, NOT_SERVING until caught up
+            assert container[probe]["grpc"] == {"port": grpc_port}, f"{component} {probe}"
+
+
+def test_every_pod_serves_metrics(rendered: Rendered):
+    for component in SERVICES:
+        ports = {p["name"]: p["containerPort"] for p in rendered.container(component)["ports"]}
+        assert ports["metrics"] == int(rendered.env(component)["ASI_METRICS_PORT"])
+        service = rendered.get("Service", service_name(component))
+        (metrics,) = [p for p in service["spec"]["ports"] if p["name"] == "metrics"]
+        assert metrics["targetPort"] == "metrics"
+        assert service["spec"]["selector"].items() <= \
+            rendered.deployment(component)["spec"]["template"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("component", ["cognition", "analyst"])
+def test_grpc_apis_have_a_cluster_service(rendered: Rendered, component: str):
+    service = rendered.get("Service", service_name(component))
+    assert service["spec"]["type"] == "ClusterIP" and service["spec"].get("clusterIP") != "None"
+    (grpc,) = [p for p in service["spec"]["ports"] if p["name"] == "grpc"]
+    assert grpc["targetPort"] == "grpc"
+
+
+def test_services_get_the_right_addresses(rendered: Rendered):
+    nats_url = rendered.values["natsUrl"]
+    for component in SERVICES:
+        env = rendered.env(component)
+        assert env["ASI_NATS_URL"] == nats_url, component
+        assert env["ASI_GRPC_PORT"] == str(rendered.values["ports"]["grpc"])
+    for component in ("researcher", "judge", "analyst"):
+        env = rendered.env(component)
+        for variable, target in (("ASI_COGNITION_ADDR", "cognition"), ("ASI_LINEAGE_ADDR", "analyst")):
+            host, port = env[variable].rsplit(":", 1)
+            service = rendered.get("Service", service_name(target))
+            assert host == f"{service['metadata']['name']}.{NAMESPACE}.svc", f"{component} {variable}"
+            assert int(port) in {p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"}
+    engineer = rendered.env("engineer")
+    assert engineer["ASI_WORKER_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert not {"ASI_COGNITION_ADDR", "ASI_LINEAGE_ADDR", "ASI_LLM_URL"} & engineer.keys(), \
+        "engineer pods may reach only NATS"
+    qdrant_url = rendered.values["qdrantUrl"]
+    assert rendered.env("cognition").get("ASI_QDRANT_URL", "") == qdrant_url
+
+
+def test_the_llm_url_points_at_the_vllm_service_when_enabled(default_render: Rendered, everything_render: Rendered):
+    for component in SERVICES:
+        assert "ASI_LLM_URL" not in default_render.env(component), "no LLM by default: the offline mind"
+    service = everything_render.get("Service", service_name("llm"))
+    (http,) = service["spec"]["ports"]
+    for component in ("researcher", "judge", "analyst"):
+        env = everything_render.env(component)
+        assert env["ASI_LLM_URL"] == f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{http['port']}/v1"
+        assert env["ASI_LLM_MODEL"] == "qwen3-8b"  # the served model name
+    vllm = everything_render.container("llm")
+    assert vllm["image"].startswith("vllm/vllm-openai:")
+    assert "--served-model-name=qwen3-8b" in vllm["args"]
+    assert vllm["resources"]["limits"]["nvidia.com/gpu"] == 1
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert vllm[probe]["httpGet"] == {"path": "/health", "port": "http"}
+
+
+def test_engineer_egress_is_nats_and_dns_only(rendered: Rendered):
+    policy = rendered.get("NetworkPolicy", f"{service_name('engineer')}-egress")
+    engineer_labels = rendered.deployment("engineer")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= engineer_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    rules = policy["spec"]["egress"]
+    for rule in rules:
+        assert rule.get("to"), "a rule without peers would allow egress to anywhere"
+        assert rule.get("ports"), "a rule without ports would allow every port"
+    allowed = {(p["protocol"], p["port"]) for rule in rules for p in rule["ports"]}
+    assert allowed == {("TCP", 4222), ("UDP", 53), ("TCP", 53)}
+    # no other policy widens the engineer's egress
+    others = [p for p in rendered.of_kind("NetworkPolicy") if p is not policy]
+    assert all(not (p["spec"]["podSelector"].get("matchLabels", {}).items() <= engineer_labels.items())
+               for p in others)
