@@ -11,7 +11,15 @@ from services.pb import cognition_pb2, events_pb2, lineage_pb2, lineage_pb2_grpc
 from services.runtime import metrics
 from services.runtime.app import EventService, Registrar, main
 from services.runtime.envelope import event_id_for
+from services.runtime.llm import LLMError, from_settings
 from services.runtime.projection import ArchitectureView, Projection
+
+EXPLANATION_SCHEMA = {"type": "object", "properties": {"summary": {"type": "string"}}, "required": ["summary"]}
+EXPLANATION_SYSTEM = (
+    "You analyse one experiment of an architecture search over linear-attention token mixers. Given the "
+    "measured comparison, explain in at most four sentences what the change did and the most likely "
+    "reason, so the next proposal can build on it. Answer with JSON: {\"summary\": text}."
+)
 
 
 class LineageServicer(lineage_pb2_grpc.LineageServicer):
@@ -42,6 +50,7 @@ class AnalystService(EventService):
 
     async def start(self) -> None:
         self.cognition = CognitionClient(self.settings.cognition_addr)
+        self.llm = from_settings(self.settings.llm_url, self.settings.llm_model)
 
     async def close(self) -> None:
         await self.cognition.close()
@@ -59,17 +68,27 @@ class AnalystService(EventService):
         archs = self.projection.archs
         parent = archs.get(arch.parents[0]) if arch.parents else None
         analysis = analyze(arch, parent, self.projection.baseline(arch.run_id))
+        summary, prompt, response, analysed_by = analysis.summary, "", "", "heuristic"
+        if self.llm is not None and not arch.is_baseline:
+            try:
+                exchange = await self.llm.ask_json(
+                    EXPLANATION_SYSTEM, f"{analysis.summary}\n\nMotivation: {arch.motivation}",
+                    schema_name="analysis", schema=EXPLANATION_SCHEMA)
+                summary = f"{analysis.summary} {exchange.answer['summary']}"
+                prompt, response, analysed_by = exchange.prompt, exchange.response, self.llm.label
+            except LLMError as exc:  # the measured analysis stands alone, and the log says so
+                self.log.warning("analyst.llm_failed", arch_id=arch.arch_id, error=str(exc))
         experience_id = await self.cognition.add_experience(cognition_pb2.AddExperienceRequest(
             run_id=arch.run_id, arch_id=arch.arch_id, parent_id=parent.arch_id if parent else "",
-            summary=analysis.summary, changes=analysis.changes, outcome=analysis.outcome,
+            summary=summary, changes=analysis.changes, outcome=analysis.outcome,
             fitness=arch.fitness or 0.0, tags=list(analysis.tags),
         ))
         run = self.projection.runs.get(arch.run_id)
         await self.store.append(
-            events_pb2.ArchitectureAnalyzed(arch_id=arch.arch_id, summary=analysis.summary,
+            events_pb2.ArchitectureAnalyzed(arch_id=arch.arch_id, summary=summary,
                                             experience_id=experience_id, tags=list(analysis.tags),
-                                            outcome=analysis.outcome, analyst="heuristic",
-                                            changes=analysis.changes),
+                                            outcome=analysis.outcome, analyst=analysed_by, prompt=prompt,
+                                            response=response, changes=analysis.changes),
             run_id=arch.run_id, aggregate_id=arch.arch_id, event_id=event_id_for("analyzed", arch.arch_id),
             causation_id=arch.last_event_id, correlation_id=run.started_event_id if run else "",
         )

@@ -15,6 +15,7 @@ from services.pb import events_pb2, lineage_pb2, lineage_pb2_grpc
 from services.runtime import envelope
 from services.runtime.eventstore import EventStore
 from tests.loop.conftest import Services, free_port, of_type, wait_for
+from tests.recorded_llm import RecordedAnswerServer
 
 
 async def wait_serving(address: str, timeout_s: float = 180) -> None:
@@ -31,8 +32,8 @@ async def wait_serving(address: str, timeout_s: float = 180) -> None:
     raise AssertionError(f"{address} never reported SERVING")
 
 
-async def seed_history(store: EventStore) -> None:
-    """A baseline and one child, trained and judged: what the analyst acts on."""
+async def seed_history(store: EventStore, *, judged: bool = True) -> None:
+    """A baseline and one child, trained (and judged): what the judge and the analyst act on."""
     run = await store.append(events_pb2.RunStarted(profile="tiny", experiments=1), run_id="run-s", aggregate_id="run-s")
     for arch, parents, fitness, loss in (("arch-base", [], 0.5, 2.4), ("arch-kid", ["arch-base"], 0.62, 2.3)):
         components = {"update": "delta", "decay": "none" if not parents else "scalar"}
@@ -44,7 +45,8 @@ async def seed_history(store: EventStore) -> None:
         await store.append(events_pb2.TrainingFinished(arch_id=arch, val_loss=loss, benchmark_mean=0.4,
                                                        benchmarks={"mqar": 0.4}, params=1000,
                                                        tokens_per_s=1000), **common)
-        await store.append(events_pb2.ArchitectureJudged(arch_id=arch, fitness=fitness), **common)
+        if judged:
+            await store.append(events_pb2.ArchitectureJudged(arch_id=arch, fitness=fitness), **common)
 
 
 async def test_analyst_files_experience_into_cognition_and_answers_lineage(store: EventStore,
@@ -83,3 +85,31 @@ async def test_analyst_files_experience_into_cognition_and_answers_lineage(store
     assert 'asi_events_consumed_total{service="analyst",type="ArchitectureJudged"} 2.0' in exposition
     assert 'asi_experiments_total{outcome="improved"} 1.0' in exposition
     assert 'asi_events_published_total{service="analyst",type="ArchitectureAnalyzed"} 2.0' in exposition
+
+
+async def test_with_an_llm_the_judge_and_analyst_record_prompts_and_answers(store: EventStore,
+                                                                          services: Services) -> None:
+    """Against the recorded-answer server standing in for vLLM."""
+    with RecordedAnswerServer.from_files(rubric="rubric.chat-completion.json",
+                                         analysis="analysis.chat-completion.json") as llm:
+        llm_env = {"ASI_LLM_URL": llm.base_url, "ASI_LLM_MODEL": "qwen2.5-7b-instruct"}
+        cognition_port = free_port()
+        services.start("cognition", ASI_GRPC_PORT=str(cognition_port))
+        services.start("judge", **llm_env)
+        services.start("analyst", ASI_COGNITION_ADDR=f"127.0.0.1:{cognition_port}", **llm_env)
+        await seed_history(store, judged=False)
+        records = await wait_for(store, lambda rs: len(of_type(rs, "ArchitectureAnalyzed")) == 2, 240,
+                                 "judgement and analysis")
+
+    judged = {j.arch_id: j for j in (envelope.unpack(r.env) for r in of_type(records, "ArchitectureJudged"))}
+    kid = judged["arch-kid"]
+    assert kid.judge == "llm:qwen2.5-7b-instruct" and kid.terms["quality"] == 0.75
+    assert "rubric 7.5/10" in kid.rationale and "Gated DeltaNet recipe" in kid.rationale
+    assert "arch-kid" in kid.prompt and '"score": 7.5' in kid.response
+    assert kid.terms["loss"] > 0.5  # the measured terms still come from the numbers
+    analysed = {a.arch_id: a for a in (envelope.unpack(r.env) for r in of_type(records, "ArchitectureAnalyzed"))}
+    assert analysed["arch-kid"].analyst == "llm:qwen2.5-7b-instruct"
+    assert "forget stale associations" in analysed["arch-kid"].summary
+    assert analysed["arch-base"].analyst == "heuristic"  # the baseline needs no explanation
+    schemas = [r["response_format"]["json_schema"]["name"] for r in llm.requests]
+    assert sorted(schemas) == ["analysis", "rubric", "rubric"]

@@ -5,6 +5,7 @@ deliveries becomes a dead-letter event."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from nats.js.errors import NotFoundError
 
@@ -20,6 +21,20 @@ SEED_CODE = EvolveMind(0).seed_proposal().code
 def job(n: int) -> jobs_pb2.TrainingJob:
     return jobs_pb2.TrainingJob(job_id=f"job-{n}", run_id="run-q", arch_id=f"arch-{n}", code=SEED_CODE,
                                 profile="tiny", seed=0, correlation_id="c")
+
+
+def orphaned_sandboxes() -> list[str]:
+    """Sandbox children whose worker is gone (re-parented to init)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"sandbox_child" in cmdline and ppid == 1:
+            found.append(proc.name)
+    return found
 
 
 def workers_waiting(count: int):  # type: ignore[no-untyped-def]
@@ -46,6 +61,8 @@ async def test_a_killed_workers_job_is_redelivered_and_finished_once(store: Even
     await jobs.submit(store.js, job(1))
     await wait_for(store, lambda rs: len(of_type(rs, "TrainingStarted")) == 1, 60, "worker-a to start")
     services.kill(first)
+    await asyncio.sleep(1)
+    assert orphaned_sandboxes() == [], "the killed worker's training outlived it"
     services.start("engineer", ASI_WORKER_ID="worker-b", ASI_JOB_ACK_WAIT_S="2")
     records = await wait_for(store, lambda rs: of_type(rs, "TrainingFinished") or of_type(rs, "TrainingFailed"),
                              240, "the job to finish")
