@@ -123,3 +123,12 @@ def test_cognition_in_local_mode_refuses_a_second_replica(helm: str, offline_cha
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "local mode locks its folder" in done.stderr
+
+
+@pytest.mark.parametrize("bad", ["engineer.replicas=four", "natsUrl=http://nats:4222", "engineer.gpu.count=0",
+                                 "judge.persistence.accessModes={ReadWriteAll}"])
+def test_the_values_schema_rejects_bad_values(helm: str, offline_chart: Path, bad: str):
+    done = subprocess.run([helm, "template", RELEASE, str(offline_chart), "--set", bad],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0, f"{bad} was accepted"
+    assert "schema" in done.stderr, done.stderr

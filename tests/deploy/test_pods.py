@@ -138,6 +138,9 @@ def test_engineer_egress_is_nats_and_dns_only(rendered: Rendered):
         assert rule.get("ports"), "a rule without ports would allow every port"
     allowed = {(p["protocol"], p["port"]) for rule in rules for p in rule["ports"]}
     assert allowed == {("TCP", 4222), ("UDP", 53), ("TCP", 53)}
+    (nats_rule,) = [r for r in rules if r["ports"] == [{"protocol": "TCP", "port": 4222}]]
+    configured = rendered.values["engineer"]["networkPolicy"]["natsPeers"]
+    assert nats_rule["to"] == (configured or [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}])
     # no other policy widens the engineer's egress
     others = [p for p in rendered.of_kind("NetworkPolicy") if p is not policy]
     assert all(not (p["spec"]["podSelector"].get("matchLabels", {}).items() <= engineer_labels.items())
