@@ -95,6 +95,7 @@ def test_services_get_the_right_addresses(rendered: Rendered):
         env = rendered.env(component)
         assert env["ASI_NATS_URL"] == nats_url, component
         assert env["ASI_GRPC_PORT"] == str(rendered.values["ports"]["grpc"])
+        assert env.get("ASI_RUN_ID", "") == rendered.values["runId"], component
     for component in ("researcher", "judge", "analyst"):
         env = rendered.env(component)
         for variable, target in (("ASI_COGNITION_ADDR", "cognition"), ("ASI_LINEAGE_ADDR", "analyst")):

@@ -124,6 +124,10 @@ settings, and no other address, since its pods may reach only NATS.
   value: {{ $root.Values.ports.grpc | quote }}
 - name: ASI_METRICS_PORT
   value: {{ $root.Values.ports.metrics | quote }}
+{{- with $root.Values.runId }}
+- name: ASI_RUN_ID
+  value: {{ . | quote }}
+{{- end }}
 {{- if eq .component "cognition" }}
 {{- with include "asi-arch.qdrantUrl" $root }}
 - name: ASI_QDRANT_URL
