@@ -116,7 +116,8 @@ def check_code(code: str, *, profile: str | None = None, timeout_s: float | None
         return {"ok": False, "checks": {"build": {"ok": False, "error": rejected["message"]}},
                 "errors": [rejected], "failure": rejected}
     request = {"mode": "check", "profile": profile, "allow_quadratic": _is_quadratic_reference(code)}
-    limits = Limits(timeout_s=timeout_s or CHECK_TIMEOUT_S, memory_mb=CHECK_MEMORY_MB, threads=usable_cores())
+    # One thread: the probes' tensors are too small to gain from more, and spare cores serve other work.
+    limits = Limits(timeout_s=timeout_s or CHECK_TIMEOUT_S, memory_mb=CHECK_MEMORY_MB, threads=1)
     checks, failure, _, isolation = _fold(run_sandboxed(request, code, limits))
     report = {"ok": failure is None and bool(checks) and all(c["ok"] for c in checks.values()),
               "checks": checks, "errors": [failure] if failure else [], "isolation": isolation}

@@ -24,15 +24,19 @@ def set_limits(limits: dict) -> None:
 
 
 # Limits come before the heavy imports below; the bootstrap calls main(), which reads them first.
+import ctypes  # noqa: E402
+import errno  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
+import signal  # noqa: E402
 import traceback  # noqa: E402
 import types  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 NOBODY = 65534
+PR_SET_PDEATHSIG = 1  # prctl option: the signal this process gets when its parent dies
 CANDIDATE_FILE = "candidate.py"
 TRACEBACK_CHARS = 4000  # enough for the candidate's frames; the researcher's context is finite
 MEMORY_MESSAGES = ("can't allocate memory", "not enough memory", "out of memory", "cannot allocate memory")
@@ -64,8 +68,8 @@ def excerpt(exc: BaseException) -> str:
 def classify(exc: BaseException, default: str) -> str:
     if isinstance(exc, MemoryError) or any(m in str(exc).lower() for m in MEMORY_MESSAGES):
         return "memory"
-    if isinstance(exc, PermissionError):
-        return "sandbox_violation"
+    if isinstance(exc, PermissionError) or isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return "sandbox_violation"  # denied by the OS, or a file past the size limit
     if isinstance(exc, FloatingPointError):
         return "non_finite"
     return default
@@ -106,6 +110,15 @@ def install_audit_hook(scratch: str, channel: Channel) -> None:
     sys.addaudithook(hook)
 
 
+def die_with_parent() -> None:
+    """Be killed when the worker that started us dies, so a killed worker leaves no orphan
+    training on. Set after the user switch, which clears it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the setting took effect
+        os._exit(1)
+
+
 def enter_jail(scratch: Path, channel: Channel) -> dict:
     """Drop to ``nobody`` and confine writes to ``scratch``; return what isolation was achieved."""
     isolation: dict = {}
@@ -117,6 +130,7 @@ def enter_jail(scratch: Path, channel: Channel) -> dict:
     else:
         isolation["uid"] = os.geteuid()
         isolation["uid_note"] = "not root: cannot switch user; relying on the caller's user and the audit hook"
+    die_with_parent()
     os.chdir(scratch)
     install_audit_hook(str(scratch.resolve()), channel)
     return isolation
@@ -158,14 +172,13 @@ def main() -> None:
     # Warm-up with the trusted reference: torch, einops and the kernels import what they import
     # lazily now, while the interpreter's own files are still readable.
     warm = LanguageModel(ModelConfig(300, 32, 1, 2), reference)
-    optimizer = torch.optim.AdamW(warm.parameters())
-    loss, _ = warm(torch.randint(0, 300, (1, 8)), torch.randint(0, 300, (1, 8)))
+    with probes.CostCounter():
+        loss, _ = warm(torch.randint(0, 300, (1, 8)), torch.randint(0, 300, (1, 8)))
     loss.backward()
-    optimizer.step()
-    with probes.BytesWritten(), probes.flop_counter():
-        warm(torch.randint(0, 300, (1, 8)), torch.randint(0, 300, (1, 8)))
-    torch.save({"warm": warm.state_dict()}, io.BytesIO())
-    del warm, optimizer
+    if request["mode"] == "experiment":
+        torch.optim.AdamW(warm.parameters()).step()  # imports TorchDynamo: seconds, so only when training
+        torch.save({"warm": warm.state_dict()}, io.BytesIO())
+    del warm, loss
 
     isolation = enter_jail(scratch, channel)
     isolation["network_isolated"] = request["network_isolated"]
@@ -215,7 +228,8 @@ def main() -> None:
         }, scratch / "checkpoint.pt")
         channel.emit({"event": "result", "params": model.count_parameters(), **stats, **evaluation})
     except probes.ProbeFailure as failure:
-        channel.emit({"event": "check", "name": stage, "result": {"ok": False, "error": str(failure)}})
+        result = {**failure.result, "ok": False, "error": str(failure)}
+        channel.emit({"event": "check", "name": stage, "result": result})
         channel.emit({"event": "failure", "kind": failure.kind, "message": str(failure), "traceback": ""})
     except SyntaxError as exc:
         channel.emit({"event": "failure", "kind": "syntax_error", "message": f"{exc.msg} (line {exc.lineno})",

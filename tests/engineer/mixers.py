@@ -1,0 +1,54 @@
+"""Small candidate files for the tests: each breaks exactly one rule, except CAUSAL_MEAN."""
+
+HEADER = """import torch
+from torch import nn
+
+
+class Mixer(nn.Module):
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        self.proj = nn.Linear(d_model, d_model, bias=False)
+        self.value = nn.Linear(d_model, 3 * d_model, bias=False)  # with proj, DeltaNet's ~4 d^2 budget
+"""
+
+
+def mixer(forward_body: str, init_extra: str = "") -> str:
+    """A Mixer whose forward runs ``forward_body``, with extra ``__init__`` lines."""
+    init = "".join(f"        {line}\n" for line in init_extra.splitlines())
+    body = "".join(f"        {line}\n" for line in forward_body.splitlines())
+    return f"{HEADER}{init}\n    def forward(self, x):\n{body}"
+
+
+# Valid: a causal running mean of a projection; linear in T and within the parameter budget.
+CAUSAL_MEAN = mixer(
+    "B, T, C = x.shape\n"
+    "v = self.value(x)[..., :C]\n"
+    "counts = torch.arange(1, T + 1, dtype=x.dtype)[None, :, None]\n"
+    "return self.proj(v.cumsum(1) / counts)"
+)
+# Sums the future: a reverse cumulative sum.
+FUTURE_SUM = mixer("return self.proj(x.flip(1).cumsum(1).flip(1))")
+# Normalises over the batch: each row's output depends on the other rows.
+BATCH_CENTRED = mixer("return self.proj(x - x.mean(dim=0, keepdim=True))")
+# Causal attention without softmax: a T x T score matrix from a matmul.
+MATMUL_ATTENTION = mixer(
+    "B, T, C = x.shape\n"
+    "scores = (x @ x.transpose(1, 2)).tril() / C\n"
+    "return self.proj(scores @ x)"
+)
+# Quadratic without any matmul: a Python loop over prefixes (step t reads t tokens).
+PREFIX_LOOP = mixer(
+    "B, T, C = x.shape\n"
+    "rows = [x[:, : t + 1].amax(dim=1) for t in range(T)]\n"
+    "return self.proj(torch.stack(rows, dim=1))"
+)
+NON_FINITE = mixer("return self.proj(x) / 0")
+TOO_MANY_PARAMS = mixer("return self.proj(x) + self.big(x)[..., : x.shape[-1]]",
+                        init_extra="self.big = nn.Linear(d_model, 16 * d_model, bias=False)")
+WRONG_SHAPE = mixer("return self.proj(x)[:, :-1]")
+BROKEN_INIT = mixer("return x", init_extra="self.proj = nn.Linear(d_model, d_model // 0)")
+NO_MIXER_CLASS = "import torch\n\n\nclass Layer(torch.nn.Module):\n    pass\n"
+SYNTAX_ERROR = "import torch\n\nclass Mixer(torch.nn.Module)\n    pass\n"
+INFINITE_LOOP = mixer("while True:\n    x = x + 1\nreturn x")
+HUGE_ALLOCATION = mixer("return x", init_extra="self.table = torch.empty(1 << 40)")
+GROWING_ALLOCATION = mixer("return x", init_extra="self.hoard = [torch.ones(1 << 27) for _ in range(10_000)]")
