@@ -15,7 +15,7 @@ def torch_chunk_delta_rule(
     scale: float | None = None,
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
-    chunk_size: int = 64,
+    chunk_size: int = 32,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunked PyTorch delta rule; same contract as `naive_recurrent_delta_rule`.
 

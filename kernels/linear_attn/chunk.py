@@ -12,6 +12,38 @@ from einops import rearrange
 
 from kernels.common.shapes import check_inputs, pad_time
 
+SUB_CHUNK = 8  # measured on 2 CPU cores: 8 beats 4 and 16 at K = 64
+
+
+def _per_channel_decay_intra_chunk(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_decay: torch.Tensor
+) -> torch.Tensor:
+    """sum_{j <= i} (sum_c q_ic k_jc exp(G_ic - G_jc)) v_j within each chunk, never overflowing.
+
+    q, k, log_decay (G): [..., C, K]; v: [..., C, V]. Returns [..., C, V]. Pairs inside one sub-chunk
+    of SUB_CHUNK steps materialise exp(G_i - G_j) per channel; pairs across sub-chunks factor it
+    through the position just before the query's sub-chunk, where both factors are at most 1 (g <= 0),
+    and become one matmul.
+    """
+    C, K = q.shape[-2:]
+    S = min(C, SUB_CHUNK)
+    M = C // S
+    q_sub, k_sub, v_sub, decay_sub = (x.unflatten(-2, (M, S)) for x in (q, k, v, log_decay))  # [..., M, S, *]
+    lower = torch.ones(S, S, dtype=torch.bool, device=q.device).tril()
+    pair_log_decay = decay_sub[..., :, None, :] - decay_sub[..., None, :, :]  # [..., M, S, S, K]
+    pair_decay = pair_log_decay.masked_fill(~lower[..., None], -torch.inf).exp()
+    scores = (q_sub[..., :, None, :] * k_sub[..., None, :, :] * pair_decay).sum(-1)  # [..., M, S, S]
+    out = scores @ v_sub
+    if M > 1:
+        # G just before each sub-chunk (0 before the first): [..., M, K].
+        reference = torch.cat([torch.zeros_like(log_decay[..., :1, :]), log_decay[..., S - 1 : C - S : S, :]], -2)
+        q_scaled = q_sub * (decay_sub - reference[..., :, None, :]).exp()  # [..., M, S, K]
+        earlier = torch.arange(C, device=q.device) < torch.arange(0, C, S, device=q.device)[:, None]  # [M, C]
+        key_log_decay = reference[..., :, None, :] - log_decay[..., None, :, :]  # [..., M, C, K]
+        k_scaled = k[..., None, :, :] * key_log_decay.masked_fill(~earlier[..., None], -torch.inf).exp()
+        out = out + (q_scaled @ k_scaled.transpose(-1, -2)) @ v[..., None, :, :]
+    return out.flatten(-3, -2)
+
 
 def torch_chunk_linear_attn(
     q: torch.Tensor,
@@ -37,24 +69,25 @@ def torch_chunk_linear_attn(
         return rearrange(pad_time(x.float(), C), "b (n c) h ... -> b h n c ...", c=C)
 
     q_c, k_c, v_c = to_chunks(q * scale), to_chunks(k), to_chunks(v)
-    lower = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
     if g is None:
-        scores = (q_c @ k_c.transpose(-1, -2)).masked_fill(~lower, 0)
+        intra = (q_c @ k_c.transpose(-1, -2)).tril() @ v_c
         q_read, k_write = q_c, k_c
         chunk_decay = None
-    else:
-        # One log-decay per head becomes a single key channel that broadcasts over K.
-        log_decay = to_chunks(g if g.dim() == 4 else g[..., None]).cumsum(3)  # G: [B, H, N, C, 1 or K]
+    elif g.dim() == 3:
+        log_decay = to_chunks(g).cumsum(-1)  # G_i = sum of g over the chunk up to i: [B, H, N, C]
+        lower = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
         # exp(G_i - G_j) for j <= i, masked before exp so that it never overflows.
-        pair_log_decay = log_decay[..., :, None, :] - log_decay[..., None, :, :]  # [B, H, N, C, C, 1 or K]
-        pair_decay = pair_log_decay.masked_fill(~lower[..., None], -torch.inf).exp()
-        if log_decay.shape[-1] == 1:
-            scores = (q_c @ k_c.transpose(-1, -2)) * pair_decay[..., 0]
-        else:
-            scores = torch.einsum("bhnik,bhnjk,bhnijk->bhnij", q_c, k_c, pair_decay)
+        pair_decay = (log_decay[..., :, None] - log_decay[..., None, :]).masked_fill(~lower, -torch.inf).exp()
+        intra = ((q_c @ k_c.transpose(-1, -2)) * pair_decay) @ v_c
+        q_read = q_c * log_decay.exp()[..., None]
+        k_write = k_c * (log_decay[..., -1:] - log_decay).exp()[..., None]
+        chunk_decay = log_decay[..., -1].exp()[..., None, None]  # [B, H, N, 1, 1]
+    else:
+        log_decay = to_chunks(g).cumsum(-2)  # [B, H, N, C, K]
+        intra = _per_channel_decay_intra_chunk(q_c, k_c, v_c, log_decay)
         q_read = q_c * log_decay.exp()
         k_write = k_c * (log_decay[..., -1:, :] - log_decay).exp()
-        chunk_decay = log_decay[..., -1, :].exp()[..., None]  # [B, H, N, 1 or K, 1]
+        chunk_decay = log_decay[..., -1, :].exp()[..., None]  # [B, H, N, K, 1]
 
     writes = k_write.transpose(-1, -2) @ v_c  # each chunk's contribution to the state: [B, H, N, K, V]
     state = q.new_zeros(B, H, K, v.shape[-1], dtype=torch.float32)
@@ -66,6 +99,6 @@ def torch_chunk_linear_attn(
         decayed = state if chunk_decay is None else chunk_decay[:, :, n] * state
         state = decayed + writes[:, :, n]
     states = torch.stack(chunk_states, dim=2)
-    o = q_read @ states + scores @ v_c
+    o = q_read @ states + intra
     o = rearrange(o, "b h n c v -> b (n c) h v")[:, :T].to(v.dtype)
     return o, (state if output_final_state else None)

@@ -18,9 +18,11 @@ def test_chunk_delta_rule_torch_matches_naive(T: int, with_initial_state: bool) 
     assert_all_close(compare(chunked, naive_recurrent_delta_rule, inputs))
 
 
-def test_chunk_delta_rule_torch_with_small_chunks() -> None:
+@pytest.mark.parametrize("chunk_size", [16, 64])
+def test_chunk_delta_rule_torch_any_chunk_size(chunk_size: int) -> None:
     inputs = make_inputs("delta_rule", B=1, T=100, H=2, K=16, V=32, with_initial_state=True)
-    assert_all_close(compare(partial(torch_chunk_delta_rule, chunk_size=16), naive_recurrent_delta_rule, inputs))
+    chunked = partial(torch_chunk_delta_rule, chunk_size=chunk_size)
+    assert_all_close(compare(chunked, naive_recurrent_delta_rule, inputs))
 
 
 def test_chunk_delta_rule_with_beta_two_reflects_the_key_direction() -> None:

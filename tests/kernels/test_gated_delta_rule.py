@@ -18,7 +18,7 @@ def test_chunk_gated_delta_rule_torch_matches_naive(T: int, with_initial_state: 
     assert_all_close(compare(chunked, naive_recurrent_gated_delta_rule, inputs))
 
 
-@pytest.mark.parametrize("chunk_size", [16, 32])
+@pytest.mark.parametrize("chunk_size", [16, 64])
 def test_chunk_gated_delta_rule_torch_any_chunk_size(chunk_size: int) -> None:
     inputs = make_inputs("gated_delta_rule", B=1, T=100, H=2, K=16, V=32, with_initial_state=True)
     chunked = partial(torch_chunk_gated_delta_rule, chunk_size=chunk_size)
@@ -60,3 +60,14 @@ def test_chunk_and_recurrent_gated_delta_rule_triton_match_naive_interpreted(int
     # Cases in conftest.INTERPRETED_TRITON_CASES: lengths 63 and 100, with and without an initial state.
     for errors in interpreted_triton["gated_delta_rule"]:
         assert_all_close(errors)
+
+
+def test_chunk_gated_delta_rule_keeps_bfloat16_inputs_in_bfloat16() -> None:
+    inputs = make_inputs("gated_delta_rule", B=1, T=40, H=2, K=16, V=16, dtype=torch.bfloat16)
+    o, final_state = chunk_gated_delta_rule(**inputs, output_final_state=True, backend="torch")
+    assert o.dtype == torch.bfloat16 and final_state.dtype == torch.float32
+    leaves = [inputs[name] for name in ("q", "k", "v", "g", "beta")]
+    grads = torch.autograd.grad(o.float().sum(), leaves)
+    assert all(grad.dtype == torch.bfloat16 and torch.isfinite(grad).all() for grad in grads)
+    reference, _ = naive_recurrent_gated_delta_rule(**{n: x.float() for n, x in inputs.items() if x is not None})
+    torch.testing.assert_close(o.float(), reference, rtol=0.05, atol=0.05)
