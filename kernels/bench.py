@@ -179,6 +179,15 @@ def main(argv: list[str] | None = None) -> None:
                     speedup = m.tokens_per_s / found[baseline].tokens_per_s
                     ratios.append({"case": case, "implementation": name, "versus": baseline, "speedup": speedup})
 
+    targets = []
+    cpu_target_shape = (B, T, H, K, V) == (8, 256, 2, 64, 64) and dtype == torch.float32 and not cuda
+    if cpu_target_shape and args.threads == 2:
+        # The CPU targets, for the chunked gated delta rule at its default chunk size (32).
+        for ratio in ratios:
+            if ratio["case"] == "gated_delta_rule" and ratio["implementation"] == "torch_chunk32":
+                threshold = 10.0 if ratio["versus"] == "naive" else 3.0
+                targets.append({**ratio, "at_least": threshold, "met": ratio["speedup"] >= threshold})
+
     device_name = torch.cuda.get_device_name() if cuda else f"cpu ({args.threads} threads)"
     print(f"device: {device_name}; dtype: {str(dtype).removeprefix('torch.')}; B={B} T={T} H={H} K={K} V={V}")
     print(f"{'case':<26} {'implementation':<34} {'ms fwd+bwd':>11} {'tokens/s':>11}")
@@ -187,6 +196,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'case':<26} {'implementation':<34} {'versus':<34} {'speedup':>8}")
     for r in ratios:
         print(f"{r['case']:<26} {r['implementation']:<34} {r['versus']:<34} {r['speedup']:>8.2f}")
+    for target in targets:
+        verdict = "met" if target["met"] else "MISSED"
+        print(
+            f"target: {target['implementation']} at least {target['at_least']:.0f}x {target['versus']}: "
+            f"{target['speedup']:.2f}x, {verdict}"
+        )
     summary = {
         "bench": "kernels",
         "device": device_name,
@@ -196,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": args.repeats,
         "results": [asdict(m) for m in measurements],
         "ratios": ratios,
+        "targets": targets,
     }
     print(json.dumps(summary))
 

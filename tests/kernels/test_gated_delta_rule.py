@@ -1,6 +1,9 @@
 """chunk_gated_delta_rule and recurrent_gated_delta_rule: every implementation against naive."""
 
+import subprocess
+import sys
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,3 +74,20 @@ def test_chunk_gated_delta_rule_keeps_bfloat16_inputs_in_bfloat16() -> None:
     assert all(grad.dtype == torch.bfloat16 and torch.isfinite(grad).all() for grad in grads)
     reference, _ = naive_recurrent_gated_delta_rule(**{n: x.float() for n, x in inputs.items() if x is not None})
     torch.testing.assert_close(o.float(), reference, rtol=0.05, atol=0.05)
+
+
+def test_chunk_gated_delta_rule_refuses_triton_on_cpu_without_the_interpreter(monkeypatch) -> None:
+    inputs = make_inputs("gated_delta_rule", B=1, T=8, H=1, K=8, V=8)
+    arguments = [inputs[name] for name in ("q", "k", "v", "g", "beta")]
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="CUDA"):
+        chunk_gated_delta_rule(*arguments, backend="triton")
+    with pytest.raises(ValueError, match="unknown kernel backend"):
+        chunk_gated_delta_rule(*arguments, backend="cuda")
+
+
+def test_importing_kernels_does_not_import_triton() -> None:
+    # CPU-only installs have no Triton (it is an optional dependency).
+    script = "import sys, kernels; kernels.chunk_gated_delta_rule; sys.exit('triton' in sys.modules)"
+    repo_root = Path(__file__).resolve().parents[2]
+    assert subprocess.run([sys.executable, "-c", script], cwd=repo_root, check=False).returncode == 0
