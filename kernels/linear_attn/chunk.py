@@ -58,7 +58,8 @@ def torch_chunk_linear_attn(
     """Chunked PyTorch linear attention; same contract as `naive_recurrent_linear_attn`.
 
     q, k: [B, T, H, K]; v: [B, T, H, V]; g: None, [B, T, H] or [B, T, H, K] log-decay;
-    initial_state: [B, H, K, V]. Returns o: [B, T, H, V] and the final state [B, H, K, V] or None.
+    initial_state: [B, H, K, V]; chunk_size: a power of two. Returns o: [B, T, H, V] and the final
+    state [B, H, K, V] or None.
     """
     check_inputs(q, k, v, g=g, initial_state=initial_state)
     B, T, H, K = q.shape
@@ -68,7 +69,7 @@ def torch_chunk_linear_attn(
     def to_chunks(x: torch.Tensor) -> torch.Tensor:
         return rearrange(pad_time(x.float(), C), "b (n c) h ... -> b h n c ...", c=C)
 
-    q_c, k_c, v_c = to_chunks(q * scale), to_chunks(k), to_chunks(v)
+    q_c, k_c, v_c = to_chunks(q) * scale, to_chunks(k), to_chunks(v)
     if g is None:
         intra = (q_c @ k_c.transpose(-1, -2)).tril() @ v_c
         q_read, k_write = q_c, k_c
