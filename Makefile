@@ -28,6 +28,7 @@ run: venv
 	HF_HUB_OFFLINE=1 $(VENV)/bin/asi-arch run $(RUN_ARGS)
 
 test: venv
+	bash deploy/k8s/install-helm.sh $(VENV)/bin
 	$(VENV)/bin/ruff check .
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 

@@ -4,6 +4,7 @@ object on stdout; progress and messages go to stderr."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import logging
@@ -12,9 +13,15 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from services.cognition.commands import add_parsers as add_kb_parsers
+from services.cognition.ingest import IngestReport
+from services.engineer.commands import add_parsers as add_engineer_parsers
+from services.pb import events_pb2
 from services.runtime import envelope
+from services.runtime.eventstore import EventStore
+from services.runtime.launcher import Launcher, UsageError, load, run_options, start_run
 from services.runtime.log import configure as configure_logs
-from services.runtime.logfile import LogNotFound, fold, read_data_dir, read_file
+from services.runtime.logfile import LogNotFound, fold, read_data_dir, read_file, with_log
 from services.runtime.projection import ArchitectureView, Projection
 
 SERVICES = {
@@ -28,16 +35,28 @@ DEFAULT_DATA_DIR = Path(".asi")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from services.runtime.launcher import Launcher, RunOptions
+    return Launcher(run_options(args)).run()
 
-    if args.experiments < 1:
-        print("error: --experiments must be at least 1", file=sys.stderr)
-        return 2
-    options = RunOptions(data_dir=args.data_dir, experiments=args.experiments, profile=args.profile,
-                         seed=args.seed, engineers=args.engineers, corpus=args.corpus or "", nats_url=args.nats or "",
-                         qdrant_url=args.qdrant or "", llm_url=args.llm_url or "", llm_model=args.llm_model,
-                         job_ack_wait_s=args.job_ack_wait, as_json=args.json)
-    return Launcher(options).run()
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """Start a run on existing servers (a cluster), without launching any service."""
+    async def start() -> dict[str, str]:
+        store = await EventStore.open(args.nats, "cli")
+        try:
+            projection, _ = await load(store)
+            run = projection.latest_run()
+            if run is not None and not run.finished and not args.new_run:
+                print(f"run {run.run_id} is still in progress; --new-run starts another", file=sys.stderr)
+                return {"run_id": run.run_id, "started": "false"}
+            run = await start_run(store, run_options(args))
+            return {"run_id": run.run_id, "started": "true"}
+        finally:
+            await store.close()
+
+    result = asyncio.run(start())
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -156,25 +175,35 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiments", type=int, default=8, help="experiment budget, baseline excluded")
+    parser.add_argument("--profile", default="cpu", help="training profile: tiny, cpu, gpu-20m, gpu-340m")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--engineers", type=int, default=1, help="engineer workers (jobs in flight)")
+    parser.add_argument("--corpus", help="text file or folder to train on (default: the Python standard library)")
+    parser.add_argument("--new-run", action="store_true", help="start a new run even if the log holds one")
+    parser.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asi-arch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the discovery loop on this machine (embedded NATS and Qdrant)")
-    run.add_argument("--experiments", type=int, default=8, help="experiment budget, baseline excluded")
-    run.add_argument("--profile", default="cpu", help="training profile: tiny, cpu, gpu-20m, gpu-340m")
+    add_run_arguments(run)
     run.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--engineers", type=int, default=1, help="engineer worker processes")
-    run.add_argument("--corpus", help="text file or folder to train on (default: the Python standard library)")
     run.add_argument("--nats", help="use this NATS server instead of starting one")
     run.add_argument("--qdrant", help="use this Qdrant server instead of local mode")
     run.add_argument("--llm-url", help="OpenAI-compatible base URL (e.g. a vLLM server)")
     run.add_argument("--llm-model", default=os.environ.get("ASI_LLM_MODEL", "default"))
     run.add_argument("--job-ack-wait", type=float, default=30.0,
                      help="seconds a training job may go without a heartbeat before redelivery")
-    run.add_argument("--json", action="store_true")
     run.set_defaults(func=cmd_run)
+
+    start = sub.add_parser("start", help="start a run on running services (a cluster) and return")
+    add_run_arguments(start)
+    start.add_argument("--nats", required=True, help="the NATS server the services use")
+    start.set_defaults(func=cmd_start)
 
     serve = sub.add_parser("serve", help="run one service (the container entry point); settings from ASI_* env")
     serve.add_argument("service", choices=sorted(SERVICES))
@@ -205,13 +234,27 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--json", action="store_true")
         command.set_defaults(func=func)
 
-    for module in ("services.engineer.commands", "services.cognition.commands"):
-        try:
-            importlib.import_module(module).add_parsers(sub)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    add_engineer_parsers(sub)
+    add_kb_parsers(sub, on_ingested=record_ingestion)
     return parser
+
+
+def record_ingestion(report: IngestReport, data_dir: Path) -> None:
+    """Append a KnowledgeIngested event, with any LLM exchange, to the data dir's log; content
+    that was already in the store adds nothing, to the store or to the log."""
+    if not report.added:
+        return
+    model = os.environ.get("ASI_LLM_MODEL", "default")
+    event = events_pb2.KnowledgeIngested(
+        entry_ids=[e.id for e in report.entries], source=report.source,
+        extractor=f"llm:{model}" if report.exchanges else "structured",
+        prompts=[x.prompt for x in report.exchanges], responses=[x.response for x in report.exchanges])
+
+    async def append(store: EventStore) -> None:
+        await store.append(event, run_id="", aggregate_id="knowledge",
+                           event_id=envelope.event_id_for("ingested", *sorted(event.entry_ids)))
+
+    with_log(data_dir, append, create=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_logs("cli", level=logging.WARNING)
     try:
         return args.func(args)
-    except (LogNotFound, envelope.MalformedEvent) as exc:
+    except (LogNotFound, envelope.MalformedEvent, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

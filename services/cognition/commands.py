@@ -7,17 +7,19 @@ mode locks its folder, so while the cognition service runs they must use its ser
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from services.cognition.ingest import IngestReport, LLMConfig, ingest_path
+from services.cognition.ingest import IngestReport, ingest_path
 from services.cognition.knowledge import KINDS, KnowledgeBase
+from services.runtime.llm import LLMClient
 
 DEFAULT_DATA_DIR = Path(".asi")
 
-IngestListener = Callable[[IngestReport], None]
+IngestListener = Callable[[IngestReport, Path], None]  # the report and the data dir
 
 
 def add_parsers(subparsers: argparse._SubParsersAction, on_ingested: IngestListener | None = None) -> None:
@@ -37,7 +39,7 @@ def add_parsers(subparsers: argparse._SubParsersAction, on_ingested: IngestListe
 
     ingest = commands.add_parser("ingest", help="add paper files (JSON) or paper text (needs an LLM)")
     ingest.add_argument("path", type=Path, help="a file or a folder of paper files")
-    ingest.add_argument("--llm-url", help="OpenAI-compatible base URL ending in /v1 (default $ASI_LLM_BASE_URL)")
+    ingest.add_argument("--llm-url", help="OpenAI-compatible base URL ending in /v1 (default $ASI_LLM_URL)")
     ingest.add_argument("--llm-model", help="model name (default $ASI_LLM_MODEL)")
     _add_store_arguments(ingest)
     ingest.set_defaults(func=lambda args: ingest_command(args, on_ingested))
@@ -94,7 +96,8 @@ def search_command(args: argparse.Namespace) -> int:
 
 
 def ingest_command(args: argparse.Namespace, on_ingested: IngestListener | None = None) -> int:
-    llm = LLMConfig.from_env(base_url=args.llm_url, model=args.llm_model)
+    url = args.llm_url or os.environ.get("ASI_LLM_URL", "")
+    llm = LLMClient(url, args.llm_model or os.environ.get("ASI_LLM_MODEL", "default")) if url else None
     kb = _open(args)
     try:
         report = ingest_path(kb, args.path, llm)
@@ -104,7 +107,7 @@ def ingest_command(args: argparse.Namespace, on_ingested: IngestListener | None 
     finally:
         kb.close()
     if on_ingested is not None:
-        on_ingested(report)
+        on_ingested(report, args.data_dir)
     if args.json:
         entries = [{key: getattr(e, key) for key in ("id", "paper", "title", "tags")} for e in report.entries]
         exchanges = [asdict(exchange) for exchange in report.exchanges]

@@ -13,17 +13,14 @@ document's hash is stored with the entries extracted from it, so the LLM is not 
 Every LLM exchange (prompt and raw answer) is returned so the caller can log it.
 """
 
+import asyncio
 import hashlib
-import json
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from services.cognition.knowledge import CorpusError, Entry, KnowledgeBase, load_paper_file, parse_paper
+from services.runtime.llm import Exchange, LLMClient, LLMError
 from services.runtime.vocabulary import COMPONENTS
 
 STRUCTURED_SUFFIXES = (".json",)
@@ -37,42 +34,12 @@ class IngestError(ValueError):
     """The input cannot be ingested; the message says why and what to do."""
 
 
-@dataclass(frozen=True)
-class LLMConfig:
-    """An OpenAI-compatible server. ``base_url`` ends in ``/v1`` as for the OpenAI client."""
-
-    base_url: str
-    model: str
-    api_key: str | None = None
-    timeout_s: float = 300.0
-
-    @classmethod
-    def from_env(cls, base_url: str | None = None, model: str | None = None) -> "LLMConfig | None":
-        """``ASI_LLM_BASE_URL`` (unset: no LLM), ``ASI_LLM_MODEL``, ``ASI_LLM_API_KEY``; arguments win."""
-        base_url = base_url or os.environ.get("ASI_LLM_BASE_URL")
-        if not base_url:
-            return None
-        return cls(
-            base_url=base_url,
-            model=model or os.environ.get("ASI_LLM_MODEL", "default"),
-            api_key=os.environ.get("ASI_LLM_API_KEY"),
-        )
-
-
-@dataclass(frozen=True)
-class LLMExchange:
-    """One request to the LLM and its raw answer, for the event log."""
-
-    model: str
-    messages: list[dict[str, str]]
-    response: str
-
-
 @dataclass
 class IngestReport:
+    source: str = ""  # the path that was ingested
     entries: list[Entry] = field(default_factory=list)
     added: int = 0
-    exchanges: list[LLMExchange] = field(default_factory=list)
+    exchanges: list[Exchange] = field(default_factory=list)
 
 
 def _input_files(path: Path) -> list[Path]:
@@ -91,9 +58,9 @@ def _input_files(path: Path) -> list[Path]:
     return files
 
 
-def ingest_path(kb: KnowledgeBase, path: Path, llm: LLMConfig | None) -> IngestReport:
+def ingest_path(kb: KnowledgeBase, path: Path, llm: LLMClient | None) -> IngestReport:
     """Ingest a file, or every paper file under a folder (README files excepted)."""
-    report = IngestReport()
+    report = IngestReport(source=str(path))
     for file in _input_files(Path(path)):
         if file.suffix in STRUCTURED_SUFFIXES:
             entries = load_paper_file(file)
@@ -104,7 +71,7 @@ def ingest_path(kb: KnowledgeBase, path: Path, llm: LLMConfig | None) -> IngestR
     return report
 
 
-def _ingest_text(kb: KnowledgeBase, file: Path, llm: LLMConfig | None, report: IngestReport) -> list[Entry]:
+def _ingest_text(kb: KnowledgeBase, file: Path, llm: LLMClient | None, report: IngestReport) -> list[Entry]:
     raw = file.read_bytes()
     if raw.startswith(b"%PDF"):
         raise IngestError(
@@ -120,13 +87,13 @@ def _ingest_text(kb: KnowledgeBase, file: Path, llm: LLMConfig | None, report: I
         return already
     if llm is None:
         raise IngestError(
-            f"{file}: extracting entries from paper text needs an LLM; set ASI_LLM_BASE_URL (an "
+            f"{file}: extracting entries from paper text needs an LLM; set ASI_LLM_URL (an "
             "OpenAI-compatible URL ending in /v1) or pass --llm-url, or write the entries as a JSON "
             "paper file (schema: services/cognition/corpus/README.md) and ingest that"
         )
     exchange = extract_with_llm(text, llm)
     report.exchanges.append(exchange)
-    entries = parse_extraction(exchange.response, f"{file} (LLM extraction)")
+    entries = parse_extraction(exchange, f"{file} (LLM extraction)")
     report.added += kb.add_entries(entries, source="ingest", source_sha256=source_sha256)
     return entries
 
@@ -184,41 +151,19 @@ def _vocabulary_text() -> str:
     return "\n".join(f"  {axis}: {', '.join(values)}" for axis, values in COMPONENTS.items())
 
 
-def extract_with_llm(text: str, llm: LLMConfig) -> LLMExchange:
+def extract_with_llm(text: str, llm: LLMClient) -> Exchange:
     """Ask the LLM for a paper record; returns the exchange with the raw answer."""
-    messages = [
-        {"role": "system", "content": SYSTEM_PROMPT.format(vocabulary=_vocabulary_text())},
-        {"role": "user", "content": text[:MAX_PAPER_CHARS]},
-    ]
-    body = {
-        "model": llm.model,
-        "messages": messages,
-        "temperature": 0,
-        "response_format": {
-            "type": "json_schema",
-            "json_schema": {"name": "paper_record", "schema": PAPER_SCHEMA},
-        },
-    }
-    headers = {"Authorization": f"Bearer {llm.api_key}"} if llm.api_key else {}
-    url = llm.base_url.rstrip("/") + "/chat/completions"
+    system = SYSTEM_PROMPT.format(vocabulary=_vocabulary_text())
     try:
-        response = httpx.post(url, json=body, headers=headers, timeout=llm.timeout_s)
-        response.raise_for_status()
-        content = response.json()["choices"][0]["message"]["content"]
-    except (httpx.HTTPError, KeyError, IndexError, ValueError) as error:
-        raise IngestError(f"LLM request to {url} failed: {error}") from None
-    return LLMExchange(model=llm.model, messages=messages, response=content)
+        return asyncio.run(llm.ask_json(system, text[:MAX_PAPER_CHARS], schema_name="paper_record",
+                                        schema=PAPER_SCHEMA))
+    except LLMError as error:
+        raise IngestError(str(error)) from None
 
 
-def parse_extraction(content: str, source: str) -> list[Entry]:
-    """Validate the LLM's answer exactly like a corpus file. Tolerates a Markdown code fence,
-    which servers without structured output tend to add."""
-    fenced = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", content, flags=re.DOTALL)
+def parse_extraction(exchange: Exchange, source: str) -> list[Entry]:
+    """Validate the LLM's answer exactly like a corpus file."""
     try:
-        record = json.loads(fenced.group(1) if fenced else content)
-    except json.JSONDecodeError as error:
-        raise IngestError(f"{source}: the answer is not JSON: {error}") from None
-    try:
-        return parse_paper(record, source)
+        return parse_paper(exchange.answer, source)
     except CorpusError as error:
         raise IngestError(str(error)) from None

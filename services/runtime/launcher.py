@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from services.engineer.profiles import get_profile
 from services.pb import events_pb2
 from services.runtime.eventstore import EventStore, Record
 from services.runtime.natsserver import EmbeddedNats, free_port, running_url
@@ -43,6 +44,29 @@ class RunOptions:
     llm_model: str
     job_ack_wait_s: float
     as_json: bool
+    new_run: bool = False
+
+
+class UsageError(ValueError):
+    """A command-line setting that cannot work; the message says which and why."""
+
+
+def run_options(args: Any) -> RunOptions:
+    """RunOptions from parsed `run` or `start` arguments, checked before anything starts."""
+    if args.experiments < 1 or args.engineers < 1:
+        raise UsageError("--experiments and --engineers must be at least 1")
+    try:
+        get_profile(args.profile)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.corpus and not Path(args.corpus).exists():
+        raise UsageError(f"--corpus {args.corpus} does not exist")
+    return RunOptions(
+        data_dir=getattr(args, "data_dir", Path(".asi")), experiments=args.experiments, profile=args.profile,
+        seed=args.seed, engineers=args.engineers, corpus=str(Path(args.corpus).resolve()) if args.corpus else "",
+        nats_url=args.nats or "", qdrant_url=getattr(args, "qdrant", None) or "",
+        llm_url=getattr(args, "llm_url", None) or "", llm_model=getattr(args, "llm_model", "default"),
+        job_ack_wait_s=getattr(args, "job_ack_wait", 30.0), as_json=args.json, new_run=args.new_run)
 
 
 def say(message: str) -> None:
@@ -78,6 +102,27 @@ class ServiceProcess:
                 self.process.wait()
         if self._log:
             self._log.close()
+
+
+async def load(store: EventStore) -> tuple[Projection, int]:
+    """The projection of the whole log, and the stream sequence to follow from."""
+    projection = Projection()
+    records = await store.read_all()
+    for record in records:
+        if record.env is not None:
+            projection.apply(record.env, record.event)  # type: ignore[arg-type]
+    return projection, (records[-1].stream_seq + 1 if records else 1)
+
+
+async def start_run(store: EventStore, o: RunOptions) -> RunView:
+    """Append RunStarted: from then on the services drive the run."""
+    run_id = "run-" + uuid.uuid4().hex[:12]
+    env = await store.append(
+        events_pb2.RunStarted(profile=o.profile, experiments=o.experiments, seed=o.seed, mind="evolve",
+                              corpus=o.corpus, engineers=o.engineers),
+        run_id=run_id, aggregate_id=run_id, expected_version=0)
+    say(f"run {run_id} started: {o.experiments} experiments, profile {o.profile}, {o.engineers} engineer worker(s)")
+    return RunView(run_id, o.profile, o.experiments, o.seed, "evolve", o.corpus, o.engineers, env.event_id)
 
 
 class Launcher:
@@ -135,34 +180,21 @@ class Launcher:
     async def _main(self, url: str) -> int:
         store = await EventStore.open(url, "launcher")
         try:
-            projection = Projection()
-            records = await store.read_all()
-            for record in records:
-                if record.env is not None:
-                    projection.apply(record.env, record.event)  # type: ignore[arg-type]
+            projection, next_seq = await load(store)
             run = projection.latest_run()
-            if run is not None and run.finished:
-                say(f"run {run.run_id} already finished ({run.reason}); nothing to resume")
+            if run is not None and run.finished and not self.options.new_run:
+                say(f"run {run.run_id} already finished ({run.reason}); nothing to resume "
+                    "(--new-run starts another in the same data dir)")
                 return self._report(projection, run)
-            if run is None:
-                run = await self._start_run(store)
+            if run is None or run.finished:
+                run = await start_run(store, self.options)
+                say(f"data in {self.data_dir}")
             else:
                 done = sum(a.terminal for a in projection.experiments(run.run_id))
                 say(f"resuming run {run.run_id}: {done}/{run.experiments} experiments finished")
-            return await self._supervise(store, url, run.run_id, start_seq=len(records) + 1, projection=projection)
+            return await self._supervise(store, url, run.run_id, start_seq=next_seq, projection=projection)
         finally:
             await store.close()
-
-    async def _start_run(self, store: EventStore) -> RunView:
-        run_id = "run-" + uuid.uuid4().hex[:12]
-        o = self.options
-        env = await store.append(
-            events_pb2.RunStarted(profile=o.profile, experiments=o.experiments, seed=o.seed, mind="evolve",
-                                  corpus=o.corpus, engineers=o.engineers),
-            run_id=run_id, aggregate_id=run_id, expected_version=0)
-        say(f"run {run_id} started: {o.experiments} experiments, profile {o.profile}, "
-            f"{o.engineers} engineer worker(s), data in {self.data_dir}")
-        return RunView(run_id, o.profile, o.experiments, o.seed, "evolve", o.corpus, o.engineers, env.event_id)
 
     async def _supervise(self, store: EventStore, url: str, run_id: str, *, start_seq: int,
                          projection: Projection) -> int:

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from services.pb import events_pb2
 from services.runtime import envelope
@@ -12,28 +14,40 @@ from services.runtime.eventstore import EventStore
 from services.runtime.natsserver import EmbeddedNats, running_url
 from services.runtime.projection import Projection
 
+T = TypeVar("T")
+
 
 class LogNotFound(FileNotFoundError):
     pass
 
 
-def read_data_dir(data_dir: Path) -> list[events_pb2.Envelope]:
-    """The valid events of the log in `data_dir`, in chain order."""
+def with_log(data_dir: Path, work: Callable[[EventStore], Awaitable[T]], *, create: bool = False) -> T:
+    """Run `work` against the event log of `data_dir`: through the server that owns it, or one
+    started for the call."""
     url = running_url(data_dir)
     if url:
-        return asyncio.run(_read(url))
-    if not (data_dir / "nats").is_dir():
+        return asyncio.run(_with_store(url, work))
+    if not create and not (data_dir / "nats").is_dir():
         raise LogNotFound(f"no event log in {data_dir} (expected {data_dir / 'nats'}); run `asi-arch run` first")
     with EmbeddedNats(data_dir / "nats", url_file=data_dir / "nats.url") as server:
-        return asyncio.run(_read(server.url))
+        return asyncio.run(_with_store(server.url, work))
 
 
-async def _read(url: str) -> list[events_pb2.Envelope]:
-    store = await EventStore.open(url, "audit")
+async def _with_store(url: str, work: Callable[[EventStore], Awaitable[T]]) -> T:
+    store = await EventStore.open(url, "cli")
     try:
-        return [r.env for r in await store.read_all() if r.env is not None]
+        return await work(store)
     finally:
         await store.close()
+
+
+def read_data_dir(data_dir: Path) -> list[events_pb2.Envelope]:
+    """The valid events of the log in `data_dir`, in chain order."""
+
+    async def read(store: EventStore) -> list[events_pb2.Envelope]:
+        return [r.env for r in await store.read_all() if r.env is not None]
+
+    return with_log(data_dir, read)
 
 
 def read_file(path: Path) -> list[events_pb2.Envelope]:

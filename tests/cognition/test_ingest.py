@@ -7,57 +7,19 @@ recorded answer.  No LLM can be reached from these machines, so the recorded ans
 """
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from services.cognition.ingest import IngestError, LLMConfig, ingest_path
+from services.cognition.ingest import IngestError, ingest_path
 from services.cognition.knowledge import KnowledgeBase
+from services.runtime.llm import LLMClient
+from tests.recorded_llm import RecordedAnswerServer
 
 RECORDED = Path(__file__).parent / "recorded"
 PAPER_TEXT = RECORDED / "random-feature-attention.txt"
 ANSWER = RECORDED / "random-feature-attention.chat-completion.json"
-
-
-class RecordedAnswerServer:
-    """Serves one recorded chat completion on every POST and keeps the requests it received."""
-
-    def __init__(self, answer: dict) -> None:
-        self.answer = answer
-        self.requests: list[tuple[str, dict]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append((self.path, body))
-                payload = json.dumps(outer.answer).encode()
-                self.send_response(200 if self.path == "/v1/chat/completions" else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self) -> "RecordedAnswerServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -110,7 +72,7 @@ def test_paper_text_without_an_llm_is_refused_with_instructions(empty_kb: Knowle
     with pytest.raises(IngestError) as error:
         ingest_path(empty_kb, PAPER_TEXT, llm=None)
     message = str(error.value)
-    assert "needs an LLM" in message and "ASI_LLM_BASE_URL" in message and "README.md" in message
+    assert "needs an LLM" in message and "ASI_LLM_URL" in message and "README.md" in message
     assert empty_kb.count("cognition") == 0
 
 
@@ -122,8 +84,8 @@ def test_a_pdf_is_refused_until_its_text_is_extracted(empty_kb: KnowledgeBase, t
 
 
 def test_paper_text_is_extracted_by_the_llm_once(empty_kb: KnowledgeBase, recorded_answer: dict) -> None:
-    with RecordedAnswerServer(recorded_answer) as server:
-        llm = LLMConfig(base_url=server.base_url, model="recorded-model")
+    with RecordedAnswerServer({"paper_record": recorded_answer}) as server:
+        llm = LLMClient(server.base_url, "recorded-model")
         report = ingest_path(empty_kb, PAPER_TEXT, llm)
         again = ingest_path(empty_kb, PAPER_TEXT, llm)
 
@@ -134,8 +96,7 @@ def test_paper_text_is_extracted_by_the_llm_once(empty_kb: KnowledgeBase, record
         2021,
         ["decay=scalar", "update=linear"],
     )
-    [(path, request)] = server.requests
-    assert path == "/v1/chat/completions"
+    [request] = server.requests
     assert request["model"] == "recorded-model"
     assert request["response_format"]["type"] == "json_schema"
     assert (
@@ -154,13 +115,13 @@ def test_an_llm_answer_with_an_unknown_tag_is_refused(empty_kb: KnowledgeBase, r
     content = json.loads(recorded_answer["choices"][0]["message"]["content"])
     content["entries"][0]["tags"] = ["update=linear", "decay=random"]
     recorded_answer["choices"][0]["message"]["content"] = "```json\n" + json.dumps(content) + "\n```"
-    with RecordedAnswerServer(recorded_answer) as server:
+    with RecordedAnswerServer({"paper_record": recorded_answer}) as server:
         with pytest.raises(IngestError) as error:
-            ingest_path(empty_kb, PAPER_TEXT, LLMConfig(base_url=server.base_url, model="recorded-model"))
+            ingest_path(empty_kb, PAPER_TEXT, LLMClient(server.base_url, "recorded-model"))
     assert "LLM extraction" in str(error.value) and "entries[0].tags[1]" in str(error.value)
     assert empty_kb.count("cognition") == 0
 
 
 def test_an_unreachable_llm_is_a_clear_error(empty_kb: KnowledgeBase) -> None:
     with pytest.raises(IngestError, match="LLM request to http://127.0.0.1:9/v1/chat/completions failed"):
-        ingest_path(empty_kb, PAPER_TEXT, LLMConfig(base_url="http://127.0.0.1:9/v1", model="m", timeout_s=2))
+        ingest_path(empty_kb, PAPER_TEXT, LLMClient("http://127.0.0.1:9/v1", "m", timeout_s=2))

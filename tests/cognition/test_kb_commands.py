@@ -67,7 +67,8 @@ def test_ingest_reports_entries_and_calls_the_listener(
     shutil.copy(DEFAULT_CORPUS / "retnet-2023.json", papers)
     shutil.copy(DEFAULT_CORPUS / "README.md", papers)  # describes the folder; not a paper
     reports: list[IngestReport] = []
-    code = _run(["kb", "ingest", str(papers), "--json", "--data-dir", str(store_copy)], reports.append)
+    code = _run(["kb", "ingest", str(papers), "--json", "--data-dir", str(store_copy)],
+                lambda report, data_dir: reports.append(report))
     assert code == 0
     output = json.loads(capsys.readouterr().out)
     assert output["added"] == 0  # already in the store: re-ingesting the same content is idempotent
@@ -78,7 +79,7 @@ def test_ingest_reports_entries_and_calls_the_listener(
 def test_ingesting_text_without_an_llm_says_so(
     store_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.delenv("ASI_LLM_BASE_URL", raising=False)
+    monkeypatch.delenv("ASI_LLM_URL", raising=False)
     text = Path(__file__).parent / "recorded" / "random-feature-attention.txt"
     assert _run(["kb", "ingest", str(text), "--data-dir", str(store_copy)]) == 2
     assert "needs an LLM" in capsys.readouterr().err
