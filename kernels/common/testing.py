@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -137,3 +138,36 @@ def interpreted_triton_errors(
     if finished.returncode != 0:
         raise RuntimeError(f"interpreted Triton run failed:\n{finished.stderr[-4000:]}")
     return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def compile_for_cuda(
+    kernel: Any,
+    constexprs: dict[str, int | bool],
+    scalars: dict[str, str],
+    bf16_pointers: tuple[str, ...] = (),
+    num_warps: int = 4,
+    num_stages: int = 3,
+    capability: int = 90,
+) -> int:
+    """Compile a Triton kernel to a cubin for an NVIDIA GPU of `capability`, without a GPU.
+
+    Triton's bundled ptxas runs offline, so this catches what the interpreter cannot: code that only
+    the real compiler rejects, and blocks that ask for more shared memory than a GPU has. Pointers are
+    float32 unless named in `bf16_pointers`; scalars maps names to Triton types ("i32", "fp32").
+    Returns the shared memory the kernel needs, in bytes.
+    """
+    from triton import compile as triton_compile
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    signature = {}
+    for name in kernel.arg_names:
+        if name in constexprs:
+            signature[name] = "constexpr"
+        else:
+            signature[name] = scalars.get(name, "*bf16" if name in bf16_pointers else "*fp32")
+    positions = {(kernel.arg_names.index(name),): value for name, value in constexprs.items()}
+    source = ASTSource(kernel, signature, constexprs=positions)
+    options = {"num_warps": num_warps, "num_stages": num_stages}
+    compiled = triton_compile(source, target=GPUTarget("cuda", capability, 32), options=options)
+    return compiled.metadata.shared

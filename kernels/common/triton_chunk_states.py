@@ -15,11 +15,13 @@ import torch
 import triton
 import triton.language as tl
 
-MAX_VALUE_BLOCK = 64
+MAX_VALUE_BLOCK = 32  # more programs in flight; with num_stages=2, two blocks fit per SM
+NUM_STAGES = 2
+NUM_WARPS = 8
 
 
 @triton.jit
-def _states_forward_kernel(
+def states_forward_kernel(
     u_tilde,
     w,
     k_to_end,
@@ -66,7 +68,7 @@ def _states_forward_kernel(
 
 
 @triton.jit
-def _states_backward_kernel(
+def states_backward_kernel(
     grad_u_local,
     grad_state_from_o,
     w,
@@ -142,7 +144,7 @@ class TritonStatePasses:
         states = u_tilde.new_empty(N, B, H, K, V)
         u = torch.empty_like(u_tilde)
         final_state = u_tilde.new_empty(B, H, K, V)
-        _states_forward_kernel[(num_value_blocks, B * H)](
+        states_forward_kernel[(num_value_blocks, B * H)](
             u_tilde.contiguous(),
             w.contiguous(),
             k_to_end.contiguous(),
@@ -160,7 +162,8 @@ class TritonStatePasses:
             BV=BV,
             GATED=chunk_decay is not None,
             HAS_INITIAL_STATE=initial_state is not None,
-            num_warps=8,
+            num_warps=NUM_WARPS,
+            num_stages=NUM_STAGES,
         )
         return states, u, final_state
 
@@ -179,7 +182,7 @@ class TritonStatePasses:
         grad_u = torch.empty_like(grad_u_local)
         grad_end = torch.empty_like(grad_state_from_o)
         grad_initial_state = grad_u_local.new_empty(B, H, K, V)
-        _states_backward_kernel[(num_value_blocks, B * H)](
+        states_backward_kernel[(num_value_blocks, B * H)](
             grad_u_local.contiguous(),
             grad_state_from_o.contiguous(),
             w.contiguous(),
@@ -198,6 +201,7 @@ class TritonStatePasses:
             BV=BV,
             GATED=chunk_decay is not None,
             HAS_GRAD_FINAL_STATE=grad_final_state is not None,
-            num_warps=8,
+            num_warps=NUM_WARPS,
+            num_stages=NUM_STAGES,
         )
         return grad_u, grad_end, grad_initial_state

@@ -19,12 +19,13 @@ import triton
 import triton.language as tl
 
 SEGMENT = 64
+NUM_WARPS = 4
 MAX_VALUE_BLOCK = 32
 GATE_NONE, GATE_SCALAR, GATE_VECTOR = 0, 1, 2
 
 
 @triton.jit
-def _recurrent_forward_kernel(
+def recurrent_forward_kernel(
     q,
     k,
     v,
@@ -90,7 +91,7 @@ def _recurrent_forward_kernel(
 
 
 @triton.jit
-def _recurrent_backward_kernel(
+def recurrent_backward_kernel(
     q,
     k,
     v,
@@ -257,7 +258,7 @@ class TritonRecurrentFunction(torch.autograd.Function):
         final_state = q.new_empty(B, H, K, V, dtype=torch.float32)
         checkpoints = q.new_empty(B * H * num_value_blocks, num_segments, BK, BV, dtype=torch.float32)
         initial = None if initial_state is None else initial_state.contiguous()
-        _recurrent_forward_kernel[(num_value_blocks, B * H)](
+        recurrent_forward_kernel[(num_value_blocks, B * H)](
             q,
             k,
             v,
@@ -280,6 +281,7 @@ class TritonRecurrentFunction(torch.autograd.Function):
             DELTA=beta is not None,
             HAS_INITIAL_STATE=initial is not None,
             STORE_FINAL_STATE=True,
+            num_warps=NUM_WARPS,
         )
         ctx.save_for_backward(q, k, v, g, beta, checkpoints)
         ctx.scale, ctx.gate = scale, gate
@@ -303,7 +305,7 @@ class TritonRecurrentFunction(torch.autograd.Function):
         dbeta = None if beta is None else q.new_zeros(*partial, dtype=torch.float32)
         grad_initial_state = q.new_empty(B, H, K, V, dtype=torch.float32) if ctx.has_initial_state else None
         scratch = q.new_empty(B * H * num_value_blocks, SEGMENT, BK, BV, dtype=torch.float32)
-        _recurrent_backward_kernel[(num_value_blocks, B * H)](
+        recurrent_backward_kernel[(num_value_blocks, B * H)](
             q,
             k,
             v,
@@ -333,6 +335,7 @@ class TritonRecurrentFunction(torch.autograd.Function):
             DELTA=beta is not None,
             HAS_GRAD_FINAL_STATE=grad_final_state is not None,
             STORE_GRAD_INITIAL_STATE=grad_initial_state is not None,
+            num_warps=NUM_WARPS,
         )
         return (
             dq.sum(0).to(q.dtype),

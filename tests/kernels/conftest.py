@@ -18,12 +18,7 @@ INTERPRETED_TRITON_CASES: dict[str, list[tuple[str, int, bool, str | None, int]]
         ("recurrent", 63, False, None, 16),
         ("recurrent", 100, True, None, 48),
     ],
-    "delta_rule": [
-        ("chunk", 100, True, None, 16),
-        ("chunk", 63, False, None, 16),
-        ("recurrent", 63, True, None, 16),
-        ("recurrent", 100, False, None, 16),
-    ],
+    "delta_rule": [("chunk", 63, True, None, 16), ("recurrent", 100, False, None, 16)],
     "linear_attn": [
         ("chunk", 100, True, None, 16),
         ("chunk", 63, False, "scalar", 16),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kernels import chunk_gated_delta_rule, recurrent_gated_delta_rule
-from kernels.common.testing import assert_all_close, compare, make_inputs
+from kernels.common.testing import assert_all_close, compare, compile_for_cuda, make_inputs
 from kernels.gated_delta_rule import naive_recurrent_gated_delta_rule, torch_chunk_gated_delta_rule
 
 
@@ -91,3 +91,49 @@ def test_importing_kernels_does_not_import_triton() -> None:
     script = "import sys, kernels; kernels.chunk_gated_delta_rule; sys.exit('triton' in sys.modules)"
     repo_root = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", script], cwd=repo_root, check=False).returncode == 0
+
+
+@pytest.mark.filterwarnings("ignore:TRITON_DEFAULT_FP_FUSION")
+def test_gated_delta_rule_triton_kernels_compile_for_hopper_at_the_gpu_target_head_size() -> None:
+    # The interpreter runs the kernels' logic; only the real compiler checks that they build for a
+    # GPU (here sm_90, as on H100/H200) and fit its 227 KiB of shared memory per block.
+    pytest.importorskip("triton")
+    from kernels.common import triton_chunk_states, triton_recurrent
+
+    sizes = {"K": 128, "V": 128, "BK": 128}
+    recurrent_scalars = {"scale": "fp32", "T": "i32", "NUM_SEGMENTS": "i32"}
+    bf16 = ("q", "k", "v", "g", "beta", "o", "initial_state", "grad_o", "dv")
+    recurrent = {**sizes, "H": 16, "BV": triton_recurrent.MAX_VALUE_BLOCK, "SEGMENT": triton_recurrent.SEGMENT}
+    recurrent |= {"GATE": triton_recurrent.GATE_SCALAR, "DELTA": True}
+    states = {**sizes, "C": 64, "BV": triton_chunk_states.MAX_VALUE_BLOCK, "GATED": True}
+    shared = [
+        compile_for_cuda(
+            triton_recurrent.recurrent_forward_kernel,
+            {**recurrent, "HAS_INITIAL_STATE": True, "STORE_FINAL_STATE": True},
+            recurrent_scalars,
+            bf16,
+            num_warps=triton_recurrent.NUM_WARPS,
+        ),
+        compile_for_cuda(
+            triton_recurrent.recurrent_backward_kernel,
+            {**recurrent, "B": 4, "HAS_GRAD_FINAL_STATE": True, "STORE_GRAD_INITIAL_STATE": True},
+            recurrent_scalars,
+            bf16,
+            num_warps=triton_recurrent.NUM_WARPS,
+        ),
+        compile_for_cuda(
+            triton_chunk_states.states_forward_kernel,
+            {**states, "HAS_INITIAL_STATE": True},
+            {"NUM_CHUNKS": "i32", "BH": "i32"},
+            num_warps=triton_chunk_states.NUM_WARPS,
+            num_stages=triton_chunk_states.NUM_STAGES,
+        ),
+        compile_for_cuda(
+            triton_chunk_states.states_backward_kernel,
+            {**states, "HAS_GRAD_FINAL_STATE": True},
+            {"NUM_CHUNKS": "i32", "BH": "i32"},
+            num_warps=triton_chunk_states.NUM_WARPS,
+            num_stages=triton_chunk_states.NUM_STAGES,
+        ),
+    ]
+    assert max(shared) <= 227 * 1024, shared
