@@ -32,7 +32,7 @@ FORBIDDEN_BUILTINS = frozenset({"__import__", "eval", "exec", "compile", "open",
 FORBIDDEN_ATTRIBUTES = frozenset({"os", "sys", "subprocess", "socket", "builtins", "ctypes", "importlib",
                                   "multiprocessing", "hub", "load", "save", "cpp_extension", "load_library",
                                   "environ", "system", "popen", "distributed", "serialization", "compile",
-                                  "_dynamo", "_inductor", "_C"})
+                                  "_dynamo", "_inductor", "_C", "from_file", "tofile"})
 ALLOWED_DUNDERS = frozenset({"__init__", "__name__", "__class__", "__call__"})
 
 

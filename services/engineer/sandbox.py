@@ -1,7 +1,8 @@
 """Run candidate code in a separate, confined process and turn whatever happens into events.
 
 Layers, outermost first: a wall-clock deadline that kills the whole process group; a fresh
-network namespace (``unshare -n``) where the OS allows it; an environment built from
+network namespace (``unshare -n``) and a mount namespace whose world-writable folders (/tmp,
+/var/tmp, /dev/shm, /run/lock) are private, empty tmpfs, where the OS allows; an environment built from
 nothing (no inherited variables, hence no credentials); kernel resource limits (address
 space, CPU seconds, file size, processes); a scratch directory owned by ``nobody``, the user
 the child switches to before running candidate code; and an audit hook inside the child that
@@ -43,11 +44,26 @@ class Limits:
 
 
 @functools.cache
-def network_namespace_available() -> bool:
-    try:
-        return subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+def namespaces_available() -> tuple[str, ...]:
+    """Which of ``unshare``'s namespaces work here: ``-n`` (network) and ``-m`` (mounts, for a private /tmp).
+
+    Both need root (or unprivileged user namespaces); where they fail the sandbox runs without
+    them and says so in its isolation report.
+    """
+    working = []
+    for flag in ("-n", "-m"):
+        try:
+            if subprocess.run(["unshare", flag, "true"], capture_output=True, timeout=10).returncode == 0:
+                working.append(flag)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return tuple(working)
+
+
+def jail_prefix() -> list[str]:
+    """The command prefix that gives the child fresh network and mount namespaces, where possible."""
+    namespaces = namespaces_available()
+    return ["unshare", *namespaces] if namespaces else []
 
 
 def _environment(scratch: Path, threads: int) -> dict[str, str]:
@@ -82,11 +98,12 @@ def run_sandboxed(
     are moved from the scratch directory into ``keep_dir`` before the scratch is deleted.
     """
     scratch = _make_scratch()
-    isolated = network_namespace_available()
+    namespaces = namespaces_available()
     request = {
         **request,
         "threads": limits.threads,
-        "network_isolated": isolated,
+        "network_isolated": "-n" in namespaces,
+        "mount_namespace": "-m" in namespaces,
         "limits": {
             "memory_bytes": limits.memory_mb * 2**20 if limits.memory_mb else None,
             "cpu_seconds": int(limits.timeout_s * max(1, limits.threads)) + 30,
@@ -97,9 +114,7 @@ def run_sandboxed(
     (scratch / "request.json").write_text(json.dumps(request))
     (scratch / CANDIDATE_FILE).write_text(code)
     read_fd, write_fd = os.pipe()
-    argv = [sys.executable, "-I", "-B", "-c", BOOTSTRAP, str(scratch), str(write_fd)]
-    if isolated:
-        argv = ["unshare", "-n", *argv]
+    argv = [*jail_prefix(), sys.executable, "-I", "-B", "-c", BOOTSTRAP, str(scratch), str(write_fd)]
     events: list[dict] = []
     stderr_file = tempfile.TemporaryFile()
     try:
@@ -137,7 +152,7 @@ def run_sandboxed(
         shutil.rmtree(scratch, ignore_errors=True)
     isolation = next((e for e in events if e["event"] == "isolation"), None)
     if isolation is None:
-        events.insert(0, {"event": "isolation", "network_isolated": isolated})
+        events.insert(0, {"event": "isolation", "network_isolated": "-n" in namespaces})
     return events
 
 

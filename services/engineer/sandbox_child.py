@@ -47,6 +47,8 @@ FORBIDDEN_EVENTS = ("socket.", "subprocess.", "os.system", "os.exec", "os.posix_
 # Audit events that modify the file system: allowed inside the scratch directory only.
 PATH_EVENTS = ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.link",
                "os.symlink", "os.truncate", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile")
+WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8  # from <sys/mount.h>
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
@@ -119,9 +121,33 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def enter_jail(scratch: Path, channel: Channel) -> dict:
-    """Drop to ``nobody`` and confine writes to ``scratch``; return what isolation was achieved."""
+def hide_shared_folders() -> list[str]:
+    """Mount empty, small tmpfs over the folders every user may write to (in our own mount namespace).
+
+    ``nobody`` can write nowhere else; with these hidden, a write that escapes the audit hook (C
+    code opening files itself) lands in a private tmpfs that vanishes with the process.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    hidden = []
+    for folder in WORLD_WRITABLE:
+        if os.path.isdir(folder):
+            flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+            if libc.mount(b"tmpfs", folder.encode(), b"tmpfs", flags, b"size=16m,mode=1777") != 0:
+                raise OSError(ctypes.get_errno(), f"cannot mount a private tmpfs on {folder}")
+            hidden.append(folder)
+    return hidden
+
+
+def enter_jail(scratch: Path, channel: Channel, mount_namespace: bool) -> dict:
+    """Drop to ``nobody`` and confine writes to ``scratch``; return what isolation was achieved.
+
+    The working directory is the scratch from here on, and the child uses relative paths only:
+    if the scratch lies under /tmp, its absolute path now names the private tmpfs instead.
+    """
     isolation: dict = {}
+    os.chdir(scratch)
+    if mount_namespace and os.geteuid() == 0:
+        isolation["private_folders"] = hide_shared_folders()
     if os.geteuid() == 0:
         os.setgroups([])
         os.setgid(NOBODY)
@@ -131,8 +157,7 @@ def enter_jail(scratch: Path, channel: Channel) -> dict:
         isolation["uid"] = os.geteuid()
         isolation["uid_note"] = "not root: cannot switch user; relying on the caller's user and the audit hook"
     die_with_parent()
-    os.chdir(scratch)
-    install_audit_hook(str(scratch.resolve()), channel)
+    install_audit_hook(os.getcwd(), channel)
     return isolation
 
 
@@ -180,14 +205,14 @@ def main() -> None:
         torch.save({"warm": warm.state_dict()}, io.BytesIO())
     del warm, loss
 
-    isolation = enter_jail(scratch, channel)
+    isolation = enter_jail(scratch, channel, request["mount_namespace"])
     isolation["network_isolated"] = request["network_isolated"]
     channel.emit({"event": "isolation", **isolation})
 
     stage, default_kind = "build", "build_error"
     try:
-        code = (scratch / CANDIDATE_FILE).read_text()
-        mixer_class = load_mixer(code, scratch / CANDIDATE_FILE)
+        code = Path(CANDIDATE_FILE).read_text()
+        mixer_class = load_mixer(code, Path(CANDIDATE_FILE))
         mixer = mixer_class(probes.PROBE_D_MODEL, probes.PROBE_HEADS)
         params = sum(p.numel() for p in mixer_class(budget_d, budget_h).parameters())
         channel.emit({"event": "check", "name": "build", "result": {"ok": True}})
@@ -225,7 +250,7 @@ def main() -> None:
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "val_loss": evaluation["val_loss"],
-        }, scratch / "checkpoint.pt")
+        }, "checkpoint.pt")
         channel.emit({"event": "result", "params": model.count_parameters(), **stats, **evaluation})
     except probes.ProbeFailure as failure:
         result = {**failure.result, "ok": False, "error": str(failure)}

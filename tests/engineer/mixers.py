@@ -51,4 +51,4 @@ NO_MIXER_CLASS = "import torch\n\n\nclass Layer(torch.nn.Module):\n    pass\n"
 SYNTAX_ERROR = "import torch\n\nclass Mixer(torch.nn.Module)\n    pass\n"
 INFINITE_LOOP = mixer("while True:\n    x = x + 1\nreturn x")
 HUGE_ALLOCATION = mixer("return x", init_extra="self.table = torch.empty(1 << 40)")
-GROWING_ALLOCATION = mixer("return x", init_extra="self.hoard = [torch.ones(1 << 27) for _ in range(10_000)]")
+GROWING_ALLOCATION = mixer("return x", init_extra="self.hoard = [torch.empty(1 << 27) for _ in range(10_000)]")

@@ -1,4 +1,7 @@
-"""A whole experiment on the seed architecture under ``tiny``: probes, training, evaluation, checkpoint."""
+"""A whole experiment on the seed architecture under ``tiny``: probes, training, evaluation, checkpoint.
+
+It runs as a baseline run, so the same training also shows the baseline cache at work.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import torch
 from services.engineer.baselines import baseline_code
 from services.engineer.harness import run_experiment
 from services.engineer.profiles import PROFILES, get_profile
+from services.engineer.reference import baseline_result, run_baselines
+from tests.engineer import mixers
 
 PROBES = ("build", "forward_backward", "finite", "causal", "complexity", "params")
 
@@ -20,7 +25,7 @@ PROBES = ("build", "forward_backward", "finite", "causal", "complexity", "params
 def experiment(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[dict], Path]:
     data_dir = tmp_path_factory.mktemp("asi")
     progress: list[dict] = []
-    result = run_experiment(baseline_code("deltanet"), "tiny", 0, on_progress=progress.append, data_dir=data_dir)
+    result = baseline_result("deltanet", "tiny", 0, data_dir, on_progress=progress.append)
     return result, progress, data_dir
 
 
@@ -68,6 +73,22 @@ def test_the_sandbox_ran_as_nobody_without_network(experiment: tuple[dict, list[
     result, _, _ = experiment
     assert result["isolation"]["uid"] == 65534
     assert result["isolation"]["network_isolated"] is True
+
+
+def test_a_baseline_run_is_read_back_from_the_cache(experiment: tuple[dict, list[dict], Path]) -> None:
+    first, _, data_dir = experiment
+    assert not first["cached"]
+    table = run_baselines("tiny", 1, data_dir, names=("deltanet",))
+    again = table["baselines"]["deltanet"]
+    assert again["runs"][0]["cached"] and again["runs"][0]["checkpoint"] == first["checkpoint"]
+    assert again["val_loss"] == first["val_loss"] and again["params"] == first["params"]
+
+
+def test_a_quadratic_mixer_is_rejected_before_any_training(tmp_path: Path) -> None:
+    progress: list[dict] = []
+    result = run_experiment(mixers.MATMUL_ATTENTION, "tiny", 0, on_progress=progress.append, data_dir=tmp_path)
+    assert not result["ok"] and result["failure"]["kind"] == "quadratic"
+    assert progress == [] and not list((tmp_path / "checkpoints").glob("*.pt"))
 
 
 def test_profiles_are_named_and_unknown_names_are_refused() -> None:
