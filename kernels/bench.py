@@ -156,8 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         runs["torch_chunk64"] = _ours(op, "torch", chunk_size=64)
         runs["torch_chunk32"] = _ours(op, "torch", chunk_size=32)
         if cuda:
-            if op != "linear_attn":  # linear attention's Triton path is the recurrence in both forms
-                runs["triton_chunk64"] = _ours(op, "triton")
+            runs["triton_chunk64"] = _ours(op, "triton")
             runs["triton_recurrent"] = _ours(op, "triton", form="recurrent")
         reference = _fla(case, cuda)
         if reference is not None:

@@ -31,7 +31,7 @@ Implementation = Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
 
 # The Triton implementations per (op, form), as (module, function), loaded on first use.
 _TRITON: dict[tuple[str, str], tuple[str, str]] = {
-    ("linear_attn", "chunk"): ("kernels.linear_attn.triton_recurrent", "triton_recurrent_linear_attn"),
+    ("linear_attn", "chunk"): ("kernels.linear_attn.triton_chunk", "triton_chunk_linear_attn"),
     ("linear_attn", "recurrent"): ("kernels.linear_attn.triton_recurrent", "triton_recurrent_linear_attn"),
     ("delta_rule", "chunk"): ("kernels.delta_rule.triton_chunk", "triton_chunk_delta_rule"),
     ("delta_rule", "recurrent"): ("kernels.delta_rule.triton_recurrent", "triton_recurrent_delta_rule"),
@@ -66,9 +66,10 @@ def choose_backend(x: torch.Tensor, backend: str | None = None) -> Backend:
 def implementation(op: str, form: Literal["chunk", "recurrent"], backend: Backend) -> Implementation:
     """The function that runs `op` in `form` on `backend`.
 
-    On Triton the delta rules' chunked form is the chunked PyTorch op with its chunk-to-chunk passes
-    as Triton kernels; linear attention runs the Triton recurrence in both forms. PyTorch's recurrent
-    form is the step-by-step specification itself.
+    On Triton the chunked form is the chunked PyTorch op with its chunk-to-chunk passes as Triton
+    kernels (but linear attention with a per-channel decay runs the Triton recurrence); the
+    recurrent form is the Triton recurrence. PyTorch's recurrent form is the step-by-step
+    specification itself.
     """
     if backend == "triton":
         module, name = _TRITON[op, form]

@@ -1,6 +1,6 @@
-"""The sequential part of the chunked delta rules as two Triton kernels, one pass each way.
+"""The sequential part of the chunked form (kernels/common/chunk.py) as Triton kernels, one pass each way.
 
-`kernels.gated_delta_rule.chunk.StatePasses` states the math and loops over chunks in PyTorch;
+`kernels.common.chunk.StatePasses` states the math and loops over chunks in PyTorch;
 here one program owns one (batch, head) pair and a block of BV value channels and keeps its
 [K, BV] slice of the state (or of its gradient) in registers across all chunks, so each pass is one
 launch instead of a few per chunk. The parallel parts stay batched matmuls.
@@ -38,6 +38,7 @@ def states_forward_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     GATED: tl.constexpr,
+    DELTA: tl.constexpr,
     HAS_INITIAL_STATE: tl.constexpr,
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)
@@ -56,11 +57,12 @@ def states_forward_kernel(
     for n in range(NUM_CHUNKS):
         chunk = n * BH + i_bh  # index into the leading [N, B * H] of every chunked tensor
         tl.store(states + chunk * K * V + state_offsets, state, mask=state_mask)
-        b_w = tl.load(w + chunk * C * K + key_tile, mask=key_mask[None, :], other=0.0)
         b_k = tl.load(k_to_end + chunk * C * K + key_tile, mask=key_mask[None, :], other=0.0)
         b_u = tl.load(u_tilde + chunk * C * V + value_tile, mask=value_mask[None, :], other=0.0)
-        b_u -= tl.dot(b_w, state, input_precision="ieee")
-        tl.store(u + chunk * C * V + value_tile, b_u, mask=value_mask[None, :])
+        if DELTA:
+            b_w = tl.load(w + chunk * C * K + key_tile, mask=key_mask[None, :], other=0.0)
+            b_u -= tl.dot(b_w, state, input_precision="ieee")
+            tl.store(u + chunk * C * V + value_tile, b_u, mask=value_mask[None, :])
         if GATED:
             state = state * tl.load(chunk_decay + chunk)
         state += tl.dot(tl.trans(b_k), b_u, input_precision="ieee")
@@ -86,6 +88,7 @@ def states_backward_kernel(
     BK: tl.constexpr,
     BV: tl.constexpr,
     GATED: tl.constexpr,
+    DELTA: tl.constexpr,
     HAS_GRAD_FINAL_STATE: tl.constexpr,
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)
@@ -104,7 +107,6 @@ def states_backward_kernel(
     for n_from_end in range(NUM_CHUNKS):
         chunk = (NUM_CHUNKS - 1 - n_from_end) * BH + i_bh
         tl.store(grad_end + chunk * K * V + state_offsets, grad_state, mask=state_mask)
-        b_w = tl.load(w + chunk * C * K + key_tile, mask=key_mask[None, :], other=0.0)
         b_k = tl.load(k_to_end + chunk * C * K + key_tile, mask=key_mask[None, :], other=0.0)
         b_du = tl.load(grad_u_local + chunk * C * V + value_tile, mask=value_mask[None, :], other=0.0)
         b_du += tl.dot(b_k, grad_state, input_precision="ieee")
@@ -112,7 +114,9 @@ def states_backward_kernel(
         if GATED:
             grad_state = grad_state * tl.load(chunk_decay + chunk)
         grad_state += tl.load(grad_state_from_o + chunk * K * V + state_offsets, mask=state_mask, other=0.0)
-        grad_state -= tl.dot(tl.trans(b_w), b_du, input_precision="ieee")
+        if DELTA:
+            b_w = tl.load(w + chunk * C * K + key_tile, mask=key_mask[None, :], other=0.0)
+            grad_state -= tl.dot(tl.trans(b_w), b_du, input_precision="ieee")
     tl.store(grad_initial_state + i_bh * K * V + state_offsets, grad_state, mask=state_mask)
 
 
@@ -128,25 +132,25 @@ def _blocks(C: int, K: int, V: int) -> tuple[int, int, int]:
 
 
 class TritonStatePasses:
-    """Drop-in for `kernels.gated_delta_rule.chunk.StatePasses`, same arguments and results."""
+    """Drop-in for `kernels.common.chunk.StatePasses`, same arguments and results."""
 
     @staticmethod
     def forward(
         u_tilde: torch.Tensor,
-        w: torch.Tensor,
+        w: torch.Tensor | None,
         k_to_end: torch.Tensor,
         chunk_decay: torch.Tensor | None,
         initial_state: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         N, B, H, C, V = u_tilde.shape
-        K = w.shape[-1]
+        K = k_to_end.shape[-1]
         BK, BV, num_value_blocks = _blocks(C, K, V)
         states = u_tilde.new_empty(N, B, H, K, V)
-        u = torch.empty_like(u_tilde)
+        u = u_tilde if w is None else torch.empty_like(u_tilde)  # linear attention: U = U~
         final_state = u_tilde.new_empty(B, H, K, V)
         states_forward_kernel[(num_value_blocks, B * H)](
             u_tilde.contiguous(),
-            w.contiguous(),
+            u_tilde if w is None else w.contiguous(),
             k_to_end.contiguous(),
             u_tilde if chunk_decay is None else chunk_decay.contiguous(),  # unread when ungated
             u_tilde if initial_state is None else initial_state.contiguous(),
@@ -161,6 +165,7 @@ class TritonStatePasses:
             BK=BK,
             BV=BV,
             GATED=chunk_decay is not None,
+            DELTA=w is not None,
             HAS_INITIAL_STATE=initial_state is not None,
             num_warps=NUM_WARPS,
             num_stages=NUM_STAGES,
@@ -171,13 +176,13 @@ class TritonStatePasses:
     def backward(
         grad_u_local: torch.Tensor,
         grad_state_from_o: torch.Tensor,
-        w: torch.Tensor,
+        w: torch.Tensor | None,
         k_to_end: torch.Tensor,
         chunk_decay: torch.Tensor | None,
         grad_final_state: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         N, B, H, C, V = grad_u_local.shape
-        K = w.shape[-1]
+        K = k_to_end.shape[-1]
         BK, BV, num_value_blocks = _blocks(C, K, V)
         grad_u = torch.empty_like(grad_u_local)
         grad_end = torch.empty_like(grad_state_from_o)
@@ -185,7 +190,7 @@ class TritonStatePasses:
         states_backward_kernel[(num_value_blocks, B * H)](
             grad_u_local.contiguous(),
             grad_state_from_o.contiguous(),
-            w.contiguous(),
+            grad_u_local if w is None else w.contiguous(),
             k_to_end.contiguous(),
             grad_u_local if chunk_decay is None else chunk_decay.contiguous(),
             grad_u_local if grad_final_state is None else grad_final_state.contiguous(),
@@ -200,6 +205,7 @@ class TritonStatePasses:
             BK=BK,
             BV=BV,
             GATED=chunk_decay is not None,
+            DELTA=w is not None,
             HAS_GRAD_FINAL_STATE=grad_final_state is not None,
             num_warps=NUM_WARPS,
             num_stages=NUM_STAGES,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from kernels.common.chunk import ChunkScalarDecayFunction
 from kernels.common.shapes import check_inputs
 from kernels.common.triton_chunk_states import TritonStatePasses
-from kernels.gated_delta_rule.chunk import ChunkGatedDeltaRuleFunction
 
 
 def triton_chunk_gated_delta_rule(
@@ -28,7 +28,7 @@ def triton_chunk_gated_delta_rule(
     """
     check_inputs(q, k, v, g=g, beta=beta, initial_state=initial_state, per_head_decay=True)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    o, final_state = ChunkGatedDeltaRuleFunction.apply(
+    o, final_state = ChunkScalarDecayFunction.apply(
         q, k, v, g, beta, scale, initial_state, chunk_size, TritonStatePasses
     )
     return o, (final_state if output_final_state else None)

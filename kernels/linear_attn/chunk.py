@@ -1,16 +1,18 @@
-"""(Decayed) linear attention in chunked form, in PyTorch; autograd differentiates it.
+"""(Decayed) linear attention in chunked form, in PyTorch.
 
-Within a chunk of C steps the output is a masked, decay-weighted attention matrix times v plus the
-query read of the state entering the chunk; the state passes from chunk to chunk in a Python loop
-over chunks (never over positions). The math is in README.md.
+With no decay or one decay per head the shared chunked code (kernels/common/chunk.py, with a
+hand-written backward) runs it. A per-channel decay runs here, differentiated by autograd: within
+a chunk the output is a masked, decay-weighted attention matrix times v plus the query read of the
+state entering the chunk; the state passes from chunk to chunk in a loop over chunks. The math is
+in README.md.
 """
 
 from __future__ import annotations
 
 import torch
-from einops import rearrange
 
-from kernels.common.shapes import check_inputs, pad_time
+from kernels.common.chunk import ChunkScalarDecayFunction, StatePasses, from_chunks, to_chunks
+from kernels.common.shapes import check_inputs
 
 SUB_CHUNK = 8  # measured on 2 CPU cores: 8 beats 4 and 16 at K = 64
 
@@ -65,41 +67,25 @@ def torch_chunk_linear_attn(
     B, T, H, K = q.shape
     C = chunk_size
     scale = K**-0.5 if scale is None else scale
+    if g is None or g.dim() == 3:
+        o, final_state = ChunkScalarDecayFunction.apply(q, k, v, g, None, scale, initial_state, chunk_size, StatePasses)
+        return o, (final_state if output_final_state else None)
 
-    def to_chunks(x: torch.Tensor) -> torch.Tensor:
-        return rearrange(pad_time(x.float(), C), "b (n c) h ... -> b h n c ...", c=C)
+    q_c, k_c, v_c = to_chunks(q, C) * scale, to_chunks(k, C), to_chunks(v, C)
+    log_decay = to_chunks(g, C).cumsum(-2)  # G: [N, B, H, C, K]
+    intra = _per_channel_decay_intra_chunk(q_c, k_c, v_c, log_decay)
+    q_read = q_c * log_decay.exp()
+    k_write = k_c * (log_decay[..., -1:, :] - log_decay).exp()
+    chunk_decay = log_decay[..., -1, :].exp()[..., None]  # [N, B, H, K, 1]
 
-    q_c, k_c, v_c = to_chunks(q) * scale, to_chunks(k), to_chunks(v)
-    if g is None:
-        intra = (q_c @ k_c.transpose(-1, -2)).tril() @ v_c
-        q_read, k_write = q_c, k_c
-        chunk_decay = None
-    elif g.dim() == 3:
-        log_decay = to_chunks(g).cumsum(-1)  # G_i = sum of g over the chunk up to i: [B, H, N, C]
-        lower = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-        # exp(G_i - G_j) for j <= i, masked before exp so that it never overflows.
-        pair_decay = (log_decay[..., :, None] - log_decay[..., None, :]).masked_fill(~lower, -torch.inf).exp()
-        intra = ((q_c @ k_c.transpose(-1, -2)) * pair_decay) @ v_c
-        q_read = q_c * log_decay.exp()[..., None]
-        k_write = k_c * (log_decay[..., -1:] - log_decay).exp()[..., None]
-        chunk_decay = log_decay[..., -1].exp()[..., None, None]  # [B, H, N, 1, 1]
-    else:
-        log_decay = to_chunks(g).cumsum(-2)  # [B, H, N, C, K]
-        intra = _per_channel_decay_intra_chunk(q_c, k_c, v_c, log_decay)
-        q_read = q_c * log_decay.exp()
-        k_write = k_c * (log_decay[..., -1:, :] - log_decay).exp()
-        chunk_decay = log_decay[..., -1, :].exp()[..., None]  # [B, H, N, K, 1]
-
-    writes = k_write.transpose(-1, -2) @ v_c  # each chunk's contribution to the state: [B, H, N, K, V]
+    writes = k_write.transpose(-1, -2) @ v_c  # each chunk's contribution to the state: [N, B, H, K, V]
     state = q.new_zeros(B, H, K, v.shape[-1], dtype=torch.float32)
     if initial_state is not None:
         state = state + initial_state.float()
     chunk_states = []
-    for n in range(q_c.shape[2]):
+    for n in range(q_c.shape[0]):
         chunk_states.append(state)
-        decayed = state if chunk_decay is None else chunk_decay[:, :, n] * state
-        state = decayed + writes[:, :, n]
-    states = torch.stack(chunk_states, dim=2)
-    o = q_read @ states + intra
-    o = rearrange(o, "b h n c v -> b (n c) h v")[:, :T].to(v.dtype)
+        state = chunk_decay[n] * state + writes[n]
+    o = q_read @ torch.stack(chunk_states) + intra
+    o = from_chunks(o, T).to(v.dtype)
     return o, (state if output_final_state else None)

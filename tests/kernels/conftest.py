@@ -8,8 +8,8 @@ import torch
 
 from kernels.common.testing import interpreted_triton_errors
 
-# op -> (form, T, with_initial_state, gate, V). The delta rules have two Triton implementations (the
-# chunked op with Triton state passes, and the Triton recurrence); linear attention has the recurrence.
+# op -> (form, T, with_initial_state, gate, V). "chunk" is the chunked op with Triton state passes
+# (linear attention with a per-channel decay: the recurrence); "recurrent" the Triton recurrence.
 # V=48 spans two value blocks of the recurrence, the last one partly masked.
 INTERPRETED_TRITON_CASES: dict[str, list[tuple[str, int, bool, str | None, int]]] = {
     "gated_delta_rule": [
@@ -22,7 +22,8 @@ INTERPRETED_TRITON_CASES: dict[str, list[tuple[str, int, bool, str | None, int]]
     "linear_attn": [
         ("chunk", 100, True, None, 16),
         ("chunk", 63, False, "scalar", 16),
-        ("recurrent", 100, True, "vector", 16),
+        ("chunk", 100, True, "vector", 16),
+        ("recurrent", 63, True, "scalar", 16),
     ],
 }
 

@@ -105,7 +105,7 @@ def test_gated_delta_rule_triton_kernels_compile_for_hopper_at_the_gpu_target_he
     bf16 = ("q", "k", "v", "g", "beta", "o", "initial_state", "grad_o", "dv")
     recurrent = {**sizes, "H": 16, "BV": triton_recurrent.MAX_VALUE_BLOCK, "SEGMENT": triton_recurrent.SEGMENT}
     recurrent |= {"GATE": triton_recurrent.GATE_SCALAR, "DELTA": True}
-    states = {**sizes, "C": 64, "BV": triton_chunk_states.MAX_VALUE_BLOCK, "GATED": True}
+    states = {**sizes, "C": 64, "BV": triton_chunk_states.MAX_VALUE_BLOCK, "GATED": True, "DELTA": True}
     shared = [
         compile_for_cuda(
             triton_recurrent.recurrent_forward_kernel,
