@@ -1,4 +1,8 @@
-"""The delta rule in its three implementations; the public entry points are in kernels.dispatch."""
+"""The delta rule: naive and chunked PyTorch implementations.
+
+The Triton ones (`triton_chunk`, `triton_recurrent`) are imported from their modules on demand,
+since Triton is optional; the public entry points are in kernels.dispatch.
+"""
 
 from kernels.delta_rule.chunk import torch_chunk_delta_rule
 from kernels.delta_rule.naive import naive_recurrent_delta_rule

@@ -24,11 +24,10 @@ def torch_chunk_gated_delta_rule(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunked PyTorch gated delta rule; same contract as `naive_recurrent_gated_delta_rule`.
 
-    chunk_size (a power of two) defaults to 32: on two CPU cores at K = V = 64 it beat 64 in
-    `python -m kernels.bench`.
-
     q, k: [B, T, H, K]; v: [B, T, H, V]; g: [B, T, H] or None; beta: [B, T, H];
     initial_state: [B, H, K, V]. Returns o: [B, T, H, V] and the final state [B, H, K, V] or None.
+    chunk_size (a power of two) defaults to 32: on two CPU cores at K = V = 64 it beat 64 in
+    `python -m kernels.bench`.
     """
     check_inputs(q, k, v, g=g, beta=beta, initial_state=initial_state, per_head_decay=True)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
