@@ -16,7 +16,7 @@ from pathlib import Path
 from services.engineer.baselines import BASELINES
 from services.engineer.harness import DATA_DIR_ENV, check_code, run_experiment
 from services.engineer.profiles import PROFILES
-from services.engineer.reference import run_baselines
+from services.engineer.reference import render_markdown, run_baselines
 
 TRAIN_FIELDS = ("ok", "val_loss", "benchmarks", "benchmark_mean", "params", "tokens_per_s", "train_seconds")
 
@@ -87,6 +87,10 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     names = tuple(args.only) if args.only else BASELINES
     table = run_baselines(args.profile, args.seeds, args.data_dir, names=names, corpus=args.corpus,
                           on_run=announce, on_progress=_progress if args.verbose else None)
+    if args.markdown:
+        command = f"asi-arch baselines --profile {args.profile} --seeds {args.seeds}"
+        args.markdown.write_text(render_markdown(table, command))
+        _say(f"wrote {args.markdown}")
     if args.json:
         print(json.dumps(table))
     return 0 if table["ok"] else 1
@@ -118,5 +122,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     baselines.add_argument("--corpus", help="a text file or folder (results are then not cached)")
     baselines.add_argument("--data-dir", type=Path, default=data_dir_default)
     baselines.add_argument("--verbose", action="store_true", help="show training progress")
+    baselines.add_argument("--markdown", type=Path, help="also write the table as Markdown to this file")
     baselines.add_argument("--json", action="store_true")
     baselines.set_defaults(func=cmd_baselines)

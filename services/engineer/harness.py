@@ -177,6 +177,8 @@ def run_experiment(
         "tokens_per_s": result["tokens_per_s"],
         "train_seconds": result["train_seconds"],
         "train_loss": result["train_loss"],
+        "flops_per_token": result["flops_per_token"],
+        "mfu": result["mfu"],
         "checks": checks,
         "checkpoint": checkpoint,
         "isolation": isolation,

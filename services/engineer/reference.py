@@ -76,3 +76,41 @@ def run_baselines(profile: str, seeds: int, data_dir: Path, *, names: tuple[str,
         table[name] = {"runs": runs, **summarise(runs)}
     return {"ok": all(entry["ok"] for entry in table.values()), "profile": profile, "seeds": seeds,
             "baselines": table}
+
+
+def render_markdown(table: dict, command: str) -> str:
+    """The baseline table as Markdown, every figure taken from ``table`` (what a run produced)."""
+    tasks = next((e["benchmarks"] for e in table["baselines"].values() if e.get("benchmarks")), {})
+    header = ["baseline", "val loss (nats/byte)", *tasks, "benchmark mean", "params", "tokens/s", "MFU",
+              "train s", "T-exponent"]
+    lines = [
+        f"# Baselines under the `{table['profile']}` profile",
+        "",
+        f"Produced by `{command}` (seeds 0..{table['seeds'] - 1}; mean over seeds, ± half the spread).",
+        "Validation loss is on held-out files of the corpus; task accuracies are on held-out instances;",
+        "tokens/s counts text and task tokens; MFU is matmul FLOPs per second over this machine's",
+        "measured fp32 matmul peak; the T-exponent is the complexity probe's cost-growth exponent.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for name, entry in table["baselines"].items():
+        if not entry.get("ok"):
+            failure = next((r["failure"] for r in entry["runs"] if not r["ok"]), {})
+            lines.append(f"| {name} | failed: {failure.get('kind', '?')} |" + " |" * (len(header) - 2))
+            continue
+        runs = entry["runs"]
+        mfu = sum(r["mfu"] for r in runs) / len(runs)
+        cells = [
+            name,
+            f"{entry['val_loss']:.3f} ± {entry['val_loss_spread'] / 2:.3f}",
+            *(f"{entry['benchmarks'][task]:.3f}" for task in tasks),
+            f"{entry['benchmark_mean']:.3f} ± {entry['benchmark_mean_spread'] / 2:.3f}",
+            f"{entry['params']:,}",
+            f"{entry['tokens_per_s']:,.0f}",
+            f"{mfu:.1%}",
+            f"{entry['train_seconds']:.0f}",
+            f"{entry['complexity_exponent']:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

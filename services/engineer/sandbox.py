@@ -72,6 +72,10 @@ def _environment(scratch: Path, threads: int) -> dict[str, str]:
         "HOME": str(scratch),
         "TMPDIR": str(scratch),
         "OMP_NUM_THREADS": str(threads),
+        # Waiting OpenMP threads sleep instead of spinning: on a shared machine a spinning thread
+        # whose sibling was descheduled burns its core (measured here, cpu profile, 2 threads under
+        # load: 0.5-3K tokens/s spinning, 8-11K sleeping).
+        "OMP_WAIT_POLICY": "PASSIVE",
         "LANG": "C.UTF-8",
     }
 

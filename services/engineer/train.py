@@ -17,6 +17,7 @@ import torch
 
 from services.engineer.data import text_batch, validation_batches
 from services.engineer.model import LanguageModel
+from services.engineer.probes import CostCounter
 from services.engineer.profiles import Profile
 from services.engineer.tasks import IGNORE, TASKS, TaskSpec
 
@@ -54,6 +55,35 @@ def task_batch(spec: TaskSpec, rows_per_task: int, generator: torch.Generator) -
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
+def peak_matmul_flops(device: torch.device, dtype: torch.dtype) -> float:
+    """This machine's dense matmul rate in ``dtype``, measured now: the denominator of MFU.
+
+    Measured rather than looked up, so MFU on a shared 2-core box means the share of what the
+    cores gave us at that moment, not of a datasheet figure.
+    """
+    n = 8192 if device.type == "cuda" else 1024
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    best = math.inf
+    for _ in range(4):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best
+
+
+def forward_flops(model: LanguageModel, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    """Matmul FLOPs of one forward pass over ``batches`` (the model's FLOPs, in MFU's sense)."""
+    counter = CostCounter()
+    with torch.no_grad(), counter:
+        for inputs, labels in batches:
+            model(inputs, labels)
+    return counter.flops
+
+
 def train(
     model: LanguageModel,
     profile: Profile,
@@ -61,12 +91,22 @@ def train(
     train_tokens: np.ndarray,
     report: Callable[[dict], None],
 ) -> tuple[torch.optim.AdamW, dict]:
-    """Train in place; return the optimizer and ``{"train_seconds", "tokens_per_s", "train_loss"}``."""
+    """Train in place; return the optimizer and the run's figures (time, throughput, MFU, last loss)."""
     device = torch.device(profile.device)
+    dtype = getattr(torch, profile.dtype)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     generator = torch.Generator().manual_seed(seed)
     spec = task_spec(profile)
     optimizer = make_optimizer(model, profile)
     tokens_per_step = profile.batch_size * profile.seq_len + len(TASKS) * profile.task_batch_size * spec.seq_len
+    # A step's cost: forward FLOPs counted on sample batches, backward taken as twice the forward.
+    sample = torch.Generator().manual_seed(seed)
+    text = text_batch(train_tokens, profile.batch_size, profile.seq_len, sample).to(device)
+    task_inputs, task_labels = task_batch(spec, profile.task_batch_size, sample)
+    with autocast:
+        flops_per_step = 3 * forward_flops(model, [(text[:, :-1], text[:, 1:]),
+                                                   (task_inputs.to(device), task_labels.to(device))])
+    peak = peak_matmul_flops(device, dtype)
     model.train()
     started = time.perf_counter()
     window_start, window_steps = started, 0
@@ -77,8 +117,9 @@ def train(
 
         text = text_batch(train_tokens, profile.batch_size, profile.seq_len, generator).to(device)
         task_inputs, task_labels = task_batch(spec, profile.task_batch_size, generator)
-        text_loss, _ = model(text[:, :-1], text[:, 1:])
-        task_loss, _ = model(task_inputs.to(device), task_labels.to(device))
+        with autocast:
+            text_loss, _ = model(text[:, :-1], text[:, 1:])
+            task_loss, _ = model(task_inputs.to(device), task_labels.to(device))
         loss = text_loss + task_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -98,12 +139,16 @@ def train(
                 "text_loss": text_loss.item(),
                 "task_loss": task_loss.item(),
                 "tokens_per_s": window_steps * tokens_per_step / (now - window_start),
+                "mfu": window_steps * flops_per_step / (now - window_start) / peak,
             })
             window_start, window_steps = now, 0
     seconds = time.perf_counter() - started
     return optimizer, {
         "train_seconds": seconds,
         "tokens_per_s": profile.steps * tokens_per_step / seconds,
+        "flops_per_token": flops_per_step / tokens_per_step,
+        "peak_flops": peak,
+        "mfu": profile.steps * flops_per_step / seconds / peak,
         "train_loss": loss_value,
     }
 
@@ -112,11 +157,14 @@ def train(
 def evaluate(model: LanguageModel, profile: Profile, val_tokens: np.ndarray) -> dict:
     """Validation loss (nats per byte) on held-out text, and accuracy on held-out task instances."""
     device = torch.device(profile.device)
+    dtype = getattr(torch, profile.dtype)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     model.eval()
     losses = []
     for batch in validation_batches(val_tokens, profile.eval_batches, profile.batch_size, profile.seq_len):
         batch = batch.to(device)
-        loss, _ = model(batch[:, :-1], batch[:, 1:])
+        with autocast:
+            loss, _ = model(batch[:, :-1], batch[:, 1:])
         losses.append(loss.item())
     spec = task_spec(profile)
     benchmarks = {}
@@ -126,7 +174,8 @@ def evaluate(model: LanguageModel, profile: Profile, val_tokens: np.ndarray) -> 
         correct = total = 0
         for rows in range(0, len(inputs), 64):
             x, y = inputs[rows : rows + 64].to(device), labels[rows : rows + 64].to(device)
-            _, logits = model(x, y)
+            with autocast:
+                _, logits = model(x, y)
             correct += (logits.argmax(dim=-1) == y[y != IGNORE]).sum().item()
             total += int((y != IGNORE).sum())
         benchmarks[name] = correct / total

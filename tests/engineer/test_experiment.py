@@ -15,7 +15,7 @@ import torch
 from services.engineer.baselines import baseline_code
 from services.engineer.harness import run_experiment
 from services.engineer.profiles import PROFILES, get_profile
-from services.engineer.reference import baseline_result, run_baselines
+from services.engineer.reference import baseline_result, render_markdown, run_baselines
 from tests.engineer import mixers
 
 PROBES = ("build", "forward_backward", "finite", "causal", "complexity", "params")
@@ -82,6 +82,8 @@ def test_a_baseline_run_is_read_back_from_the_cache(experiment: tuple[dict, list
     again = table["baselines"]["deltanet"]
     assert again["runs"][0]["cached"] and again["runs"][0]["checkpoint"] == first["checkpoint"]
     assert again["val_loss"] == first["val_loss"] and again["params"] == first["params"]
+    markdown = render_markdown(table, "asi-arch baselines --profile tiny --seeds 1")
+    assert f"| deltanet | {first['val_loss']:.3f} ± 0.000 |" in markdown
 
 
 def test_a_quadratic_mixer_is_rejected_before_any_training(tmp_path: Path) -> None:
