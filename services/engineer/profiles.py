@@ -121,7 +121,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "gpu-20m": Profile(
         name="gpu-20m",
-        d_model=512,  # 8 layers of 512 with a 2x MLP: about 20M parameters, the paper's exploration size
+        d_model=512,  # 8 layers of 512 with a 2x MLP: 17-20M parameters, the paper's exploration size
         n_layers=8,
         n_heads=8,  # head dim 64, as in the paper's models
         seq_len=2048,
@@ -150,9 +150,9 @@ PROFILES: dict[str, Profile] = {
     ),
     "gpu-340m": Profile(
         name="gpu-340m",
-        d_model=1024,  # 24 layers of 1024 with a 2x MLP: about 340M parameters, the verification size
-        n_layers=24,
-        n_heads=16,
+        d_model=1280,  # 26 layers of 1280 with a 2x MLP: about 340M parameters, the verification size
+        n_layers=26,
+        n_heads=10,  # head dim 128, as the Gated DeltaNet paper's larger models
         seq_len=2048,
         batch_size=64,
         task_seq_len=1024,

@@ -121,6 +121,7 @@ def run_sandboxed(
     argv = [*jail_prefix(), sys.executable, "-I", "-B", "-c", BOOTSTRAP, str(scratch), str(write_fd)]
     events: list[dict] = []
     stderr_file = tempfile.TemporaryFile()
+    process: subprocess.Popen | None = None
     try:
         process = subprocess.Popen(
             argv,
@@ -132,7 +133,8 @@ def run_sandboxed(
             pass_fds=(write_fd,),
             start_new_session=True,  # its own process group: one kill ends it and anything it started
         )
-        os.close(write_fd)
+        os.close(write_fd)  # the child holds it now; our copy would keep the pipe open forever
+        write_fd = -1
         timed_out = _pump(process, read_fd, time.monotonic() + limits.timeout_s, events, on_event)
         if timed_out:
             _kill_group(process)
@@ -151,7 +153,12 @@ def run_sandboxed(
                 keep_dir.mkdir(parents=True, exist_ok=True)
                 shutil.move(scratch / name, keep_dir / name)
     finally:
+        if process is not None and process.poll() is None:  # we are unwinding from an error of ours
+            _kill_group(process)
+            process.wait()
         os.close(read_fd)
+        if write_fd >= 0:  # Popen failed before the child took it
+            os.close(write_fd)
         stderr_file.close()
         shutil.rmtree(scratch, ignore_errors=True)
     isolation = next((e for e in events if e["event"] == "isolation"), None)

@@ -207,6 +207,7 @@ def main() -> None:
 
     isolation = enter_jail(scratch, channel, request["mount_namespace"])
     isolation["network_isolated"] = request["network_isolated"]
+    isolation["pid"] = os.getpid()
     channel.emit({"event": "isolation", **isolation})
 
     stage, default_kind = "build", "build_error"

@@ -86,10 +86,13 @@ def test_a_baseline_run_is_read_back_from_the_cache(experiment: tuple[dict, list
     assert f"| deltanet | {first['val_loss']:.3f} ± 0.000 |" in markdown
 
 
-def test_a_quadratic_mixer_is_rejected_before_any_training(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("code", "kind"), [(mixers.FUTURE_SUM, "non_causal"), (mixers.MATMUL_ATTENTION, "quadratic")],
+                         ids=["non_causal", "quadratic"])
+def test_a_mixer_failing_a_probe_is_rejected_before_any_training(code: str, kind: str, tmp_path: Path) -> None:
     progress: list[dict] = []
-    result = run_experiment(mixers.MATMUL_ATTENTION, "tiny", 0, on_progress=progress.append, data_dir=tmp_path)
-    assert not result["ok"] and result["failure"]["kind"] == "quadratic"
+    result = run_experiment(code, "tiny", 0, on_progress=progress.append, data_dir=tmp_path)
+    assert not result["ok"] and result["failure"]["kind"] == kind
+    assert not result["checks"][next(reversed(result["checks"]))]["ok"]
     assert progress == [] and not list((tmp_path / "checkpoints").glob("*.pt"))
 
 

@@ -149,3 +149,17 @@ def test_a_crash_of_the_interpreter_is_reported_with_its_signal() -> None:
     failure, _ = run_raw(in_init("import ctypes\nctypes.string_at(0)"))
     assert failure["kind"] == "crashed"
     assert "SIGSEGV" in failure["message"]
+
+
+def test_an_error_in_the_callers_callback_still_ends_the_child() -> None:
+    seen: list[dict] = []
+
+    def explode(event: dict) -> None:
+        seen.append(event)
+        raise KeyboardInterrupt  # the caller gives up at the first event
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sandboxed(CHECK_REQUEST, mixers.INFINITE_LOOP, Limits(timeout_s=60, memory_mb=4096, threads=1),
+                      on_event=explode)
+    assert seen and seen[0]["event"] == "isolation"
+    assert not Path(f"/proc/{seen[0]['pid']}").exists()  # the child is gone, not left looping
