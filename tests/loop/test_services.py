@@ -5,6 +5,7 @@ and each serves Prometheus metrics."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import urllib.request
 
 import grpc
@@ -52,7 +53,7 @@ async def seed_history(store: EventStore, *, judged: bool = True) -> None:
 async def test_analyst_files_experience_into_cognition_and_answers_lineage(store: EventStore,
                                                                           services: Services) -> None:
     cognition_port, analyst_port, metrics_port = free_port(), free_port(), free_port()
-    services.start("cognition", ASI_GRPC_PORT=str(cognition_port))
+    first_cognition = services.start("cognition", ASI_GRPC_PORT=str(cognition_port))
     services.start("analyst", ASI_GRPC_PORT=str(analyst_port), ASI_METRICS_PORT=str(metrics_port),
                    ASI_COGNITION_ADDR=f"127.0.0.1:{cognition_port}")
     await asyncio.gather(wait_serving(f"127.0.0.1:{cognition_port}"), wait_serving(f"127.0.0.1:{analyst_port}"))
@@ -72,6 +73,22 @@ async def test_analyst_files_experience_into_cognition_and_answers_lineage(store
     experience = await cognition.search(kid.summary, k=5, kinds=("experience",), run_id="run-s")
     assert kid.experience_id in [h.id for h in experience]
     await cognition.close()
+
+    # A lost Qdrant store is rebuilt: the corpus from its files, experience from the log.
+    services.kill(first_cognition)
+    shutil.rmtree(services.data_dir / "qdrant")
+    rebuilt_port = free_port()
+    services.start("cognition", ASI_GRPC_PORT=str(rebuilt_port))
+    await wait_serving(f"127.0.0.1:{rebuilt_port}")
+    rebuilt = CognitionClient(f"127.0.0.1:{rebuilt_port}")
+    for _ in range(40):  # the experience is re-filed once the service has caught up with the log
+        experience = await rebuilt.search(kid.summary, k=5, kinds=("experience",), run_id="run-s")
+        if kid.experience_id in [h.id for h in experience]:
+            break
+        await asyncio.sleep(0.5)
+    assert kid.experience_id in [h.id for h in experience]
+    assert len(await rebuilt.search("state decay gate", k=3, kinds=("cognition",))) == 3
+    await rebuilt.close()
 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{analyst_port}") as channel:
         lineage = lineage_pb2_grpc.LineageStub(channel)

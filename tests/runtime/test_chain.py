@@ -47,6 +47,12 @@ def lines_of(path: Path) -> list[str]:
     return path.read_text().splitlines(keepends=True)
 
 
+def verify_lines(lines: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("".join(lines))
+    return cli("events", "verify", str(tampered))
+
+
 def test_an_untouched_log_verifies(exported: Path) -> None:
     result = cli("events", "verify", str(exported))
     assert result.returncode == 0, result.stderr
@@ -61,9 +67,7 @@ def test_changing_any_byte_breaks_the_chain_at_that_event(exported: Path, tmp_pa
     original = line[position]
     replacement = next(c for c in "0123456789abcdefXYZ" if c != original)
     lines[target] = line[:position] + replacement + line[position + 1:]
-    tampered = tmp_path / "tampered.jsonl"
-    tampered.write_text("".join(lines))
-    result = cli("events", "verify", str(tampered))
+    result = verify_lines(lines, tmp_path)
     assert result.returncode == 1
     assert f"chain broken at sequence {target + 1}" in result.stderr
 
@@ -73,9 +77,7 @@ def test_an_edited_value_is_caught_even_when_the_json_stays_valid(exported: Path
     record = json.loads(lines[5])
     record["run_id"] = "run-2"
     lines[5] = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
-    tampered = tmp_path / "tampered.jsonl"
-    tampered.write_text("".join(lines))
-    result = cli("events", "verify", str(tampered))
+    result = verify_lines(lines, tmp_path)
     assert result.returncode == 1
     assert "chain broken at sequence 6" in result.stderr
 
@@ -83,9 +85,7 @@ def test_an_edited_value_is_caught_even_when_the_json_stays_valid(exported: Path
 def test_removing_an_event_is_caught(exported: Path, tmp_path: Path) -> None:
     lines = lines_of(exported)
     del lines[4]
-    tampered = tmp_path / "tampered.jsonl"
-    tampered.write_text("".join(lines))
-    result = cli("events", "verify", str(tampered))
+    result = verify_lines(lines, tmp_path)
     assert result.returncode == 1
     assert "chain broken at sequence 5" in result.stderr
 
@@ -104,9 +104,7 @@ def test_a_cut_off_tail_shows_in_the_head_hash(exported: Path) -> None:
 def test_swapping_two_events_is_caught(exported: Path, tmp_path: Path) -> None:
     lines = lines_of(exported)
     lines[7], lines[8] = lines[8], lines[7]
-    tampered = tmp_path / "tampered.jsonl"
-    tampered.write_text("".join(lines))
-    result = cli("events", "verify", str(tampered))
+    result = verify_lines(lines, tmp_path)
     assert result.returncode == 1
     assert "chain broken at sequence 8" in result.stderr
 
