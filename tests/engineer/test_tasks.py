@@ -1,0 +1,103 @@
+"""The capability tasks ask what their papers ask, and the corpus split holds files out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from services.engineer.data import prepare_corpus, validation_batches
+from services.engineer.tasks import BYTES, IGNORE, TaskSpec, mqar, noisy_recall, selective_copying
+
+SPEC = TaskSpec(seq_len=64, task_vocab=64, mqar_kv_pairs=8, copy_tokens=6, recall_keys=4)
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_mqar_supervises_only_queries_and_each_answer_is_the_value_stored_under_the_key() -> None:
+    inputs, labels = mqar(SPEC, 32, generator())
+    keys_low, keys_high = SPEC.keys
+    for row_inputs, row_labels in zip(inputs.tolist(), labels.tolist(), strict=True):
+        context = dict(zip(row_inputs[0:16:2], row_inputs[1:16:2], strict=True))
+        assert all(keys_low <= k < keys_high for k in context)  # keys from one half...
+        assert all(SPEC.values[0] <= v < SPEC.values[1] for v in context.values())  # ...values from the other
+        asked = [(t, label) for t, label in enumerate(row_labels) if label != IGNORE]
+        assert len(asked) == SPEC.mqar_kv_pairs
+        for t, label in asked:
+            assert t >= 16 and context[row_inputs[t]] == label
+
+
+def test_mqar_queries_come_mostly_soon_after_the_context() -> None:
+    _, labels = mqar(TaskSpec(256, 64, 8, 6, 4), 256, generator())
+    positions = (labels != IGNORE).nonzero()[:, 1].float()
+    # Zoology's power law puts most queries early in the query region (uniform would give ~136).
+    assert positions.median() < 110
+
+
+def test_selective_copying_asks_for_the_scattered_tokens_in_order_at_the_copy_markers() -> None:
+    inputs, labels = selective_copying(SPEC, 16, generator())
+    area = SPEC.seq_len - SPEC.copy_tokens
+    for row_inputs, row_labels in zip(inputs.tolist(), labels.tolist(), strict=True):
+        content = [token for token in row_inputs[:area] if token != SPEC.blank]
+        assert row_inputs[area:] == [SPEC.copy] * SPEC.copy_tokens
+        assert row_labels[area:] == content and set(row_labels[:area]) == {IGNORE}
+
+
+def test_noisy_recall_asks_only_about_keys_seen_before_and_noise_is_never_a_key() -> None:
+    inputs, labels = noisy_recall(SPEC, 16, generator())
+    asked = 0
+    for row_inputs, row_labels in zip(inputs.tolist(), labels.tolist(), strict=True):
+        stored: dict[int, int] = {}
+        t = 0
+        while t < len(row_inputs):
+            token = row_inputs[t]
+            if token < BYTES:  # noise: a byte, outside the key and value vocabularies
+                assert row_labels[t] == IGNORE
+                t += 1
+                continue
+            value = row_inputs[t + 1]
+            if token in stored:
+                assert row_labels[t] == stored[token] == value
+                asked += 1
+            else:
+                assert row_labels[t] == IGNORE
+            stored[token] = value
+            t += 2
+    assert asked > 0
+
+
+def test_held_out_instances_differ_from_training_ones() -> None:
+    train_inputs, _ = mqar(SPEC, 64, generator(0))
+    held_out, _ = mqar(SPEC, 64, generator(2**31 - 1))
+    assert not (train_inputs[:, None] == held_out[None]).all(-1).any()
+
+
+def test_a_folder_corpus_is_split_by_file_and_cached(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(60):
+        (corpus / f"file{i:02}.txt").write_text(f"<{i:02}>" * 100)
+    train_path, val_path = prepare_corpus(corpus, tmp_path / "data")
+    train_text, val_text = train_path.read_text(), val_path.read_text()
+    held_out = {i for i in range(60) if f"<{i:02}>" in val_text}
+    assert held_out and len(held_out) < 20
+    assert all(f"<{i:02}>" not in train_text for i in held_out)  # whole files, never a part
+    assert prepare_corpus(corpus, tmp_path / "data") == (train_path, val_path)
+
+
+def test_a_single_file_corpus_holds_out_its_last_tenth(tmp_path: Path) -> None:
+    text = tmp_path / "book.txt"
+    text.write_bytes(bytes(range(256)) * 40)
+    train_path, val_path = prepare_corpus(text, tmp_path / "data")
+    assert train_path.read_bytes() + val_path.read_bytes() == text.read_bytes()
+    assert len(val_path.read_bytes()) == len(text.read_bytes()) // 10
+
+
+def test_validation_windows_are_the_same_for_every_run() -> None:
+    tokens = np.arange(10_000, dtype=np.int64).astype(np.uint8)
+    first, second = validation_batches(tokens, 3, 4, 32), validation_batches(tokens, 3, 4, 32)
+    assert len(first) == 3 and first[0].shape == (4, 33)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
