@@ -4,7 +4,11 @@
     python -m kernels.bench --gpu-target    # CUDA, bfloat16, B=4 T=4096 H=16 K=V=128
 
 Prints a table, then one JSON line. Implementations are timed in interleaved rounds and the median
-is kept, so a neighbour's load shifts all of them alike and the ratios stay meaningful. The
+is kept, so a neighbour's load shifts all of them alike and the ratios stay meaningful. Each row also
+gives the largest relative error of the output and input gradients against the case's first
+implementation (naive, or the chunked PyTorch code where naive is skipped), and an implementation
+that raises is reported as failed rather than ending the run: on a GPU, this is the first place
+the Triton code meets real hardware. The
 reference from flash-linear-attention (package `fla`, when installed) is its pure-PyTorch naive
 chunked op on a CPU and its Triton chunked op on CUDA.
 """
@@ -24,7 +28,7 @@ from functools import partial
 
 import torch
 
-from kernels.common.testing import make_inputs
+from kernels.common.testing import make_inputs, relative_error
 from kernels.dispatch import implementation
 
 # (benchmark case, op, gate): the search space's recurrences.
@@ -65,6 +69,8 @@ class Measurement:
     implementation: str
     ms: float
     tokens_per_s: float
+    # Largest relative error of the output and input gradients against the case's first implementation.
+    max_relative_error: float
 
 
 def _ours(op: str, backend: str, form: str = "chunk", chunk_size: int | None = None) -> Callable[..., torch.Tensor]:
@@ -105,27 +111,45 @@ def _time_rounds(
     inputs: dict[str, torch.Tensor | None],
     repeats: int,
     cuda: bool,
-) -> dict[str, float]:
-    """Median seconds of forward+backward per implementation, timed in interleaved rounds."""
-    leaves = [x for x in inputs.values() if x is not None]
+) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
+    """Time forward+backward of each implementation in interleaved rounds.
 
-    def step(run: Callable[..., torch.Tensor]) -> float:
+    The warm-up call also checks agreement: the output and every input gradient are compared with
+    those of the first implementation that runs. An implementation that raises is dropped. Returns
+    the median seconds, the largest relative error against that reference, and the failures.
+    """
+    leaves = [x for x in inputs.values() if x is not None]
+    v = inputs["v"]
+    assert v is not None
+    grad_o = torch.randn(v.shape, device=v.device)
+
+    def step(run: Callable[..., torch.Tensor]) -> tuple[float, list[torch.Tensor]]:
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
         o = run(**inputs)
-        torch.autograd.grad(o.float().sum(), leaves)
+        grads = torch.autograd.grad((o.float() * grad_o).sum(), leaves)
         if cuda:
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, [o.detach(), *grads]
 
-    for run in runs.values():  # warm-up: Triton compiles, allocators settle
-        step(run)
+    errors: dict[str, float] = {}
+    failures: dict[str, str] = {}
+    reference: list[torch.Tensor] | None = None
+    for name, run in list(runs.items()):  # warm-up: Triton compiles, allocators settle
+        try:
+            _, outputs = step(run)
+        except Exception as error:  # noqa: BLE001 - one broken implementation must not end the benchmark
+            failures[name] = f"{type(error).__name__}: {error}"[:500]
+            del runs[name]
+            continue
+        reference = reference or outputs
+        errors[name] = max(relative_error(x, y) for x, y in zip(outputs, reference, strict=True))
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            seconds[name].append(step(run))
-    return {name: statistics.median(times) for name, times in seconds.items()}
+            seconds[name].append(step(run)[0])
+    return {name: statistics.median(times) for name, times in seconds.items()}, errors, failures
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     with_naive = not (args.no_naive or args.gpu_target)  # a 4096-step Python loop measures Python
 
     measurements: list[Measurement] = []
+    failures: list[dict[str, str]] = []
     for case in args.cases.split(","):
         op, gate = CASES[case]
         runs: dict[str, Callable[..., torch.Tensor]] = {}
@@ -163,8 +188,10 @@ def main(argv: list[str] | None = None) -> None:
         if reference is not None:
             runs["fla_" + (FLA_CUDA if cuda else FLA_CPU)[case][1]] = reference
         inputs = make_inputs(op, B, T, H, K, V, gate=gate, dtype=dtype, device=device)
-        for name, seconds in _time_rounds(runs, inputs, args.repeats, cuda).items():
-            measurements.append(Measurement(case, name, seconds * 1e3, B * T / seconds))
+        medians, errors, case_failures = _time_rounds(runs, inputs, args.repeats, cuda)
+        for name, seconds in medians.items():
+            measurements.append(Measurement(case, name, seconds * 1e3, B * T / seconds, errors[name]))
+        failures += [{"case": case, "implementation": name, "error": error} for name, error in case_failures.items()]
         print(f"measured {case}", file=sys.stderr, flush=True)
 
     ratios = []
@@ -190,9 +217,13 @@ def main(argv: list[str] | None = None) -> None:
 
     device_name = torch.cuda.get_device_name() if cuda else f"cpu (threads={args.threads})"
     print(f"device: {device_name}; dtype: {str(dtype).removeprefix('torch.')}; B={B} T={T} H={H} K={K} V={V}")
-    print(f"{'case':<26} {'implementation':<34} {'ms fwd+bwd':>11} {'tokens/s':>11}")
+    print(f"{'case':<26} {'implementation':<34} {'ms fwd+bwd':>11} {'tokens/s':>11} {'max rel. err':>12}")
     for m in measurements:
-        print(f"{m.case:<26} {m.implementation:<34} {m.ms:>11.1f} {m.tokens_per_s:>11.0f}")
+        print(
+            f"{m.case:<26} {m.implementation:<34} {m.ms:>11.1f} {m.tokens_per_s:>11.0f} {m.max_relative_error:>12.1e}"
+        )
+    for failure in failures:
+        print(f"{failure['case']:<26} {failure['implementation']:<34} FAILED: {failure['error']}")
     print(f"{'case':<26} {'implementation':<34} {'versus':<34} {'speedup':>8}")
     for r in ratios:
         print(f"{r['case']:<26} {r['implementation']:<34} {r['versus']:<34} {r['speedup']:>8.2f}")
@@ -212,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         "results": [asdict(m) for m in measurements],
         "ratios": ratios,
         "targets": targets,
+        "failures": failures,
     }
     print(json.dumps(summary))
 

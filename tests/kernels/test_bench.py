@@ -14,5 +14,7 @@ def test_bench_prints_a_table_then_one_json_line(capsys) -> None:
         (case, implementation) for case in bench.CASES for implementation in ("naive", "torch_chunk64", "torch_chunk32")
     }
     assert all(result["tokens_per_s"] > 0 for result in summary["results"])
+    assert all(result["max_relative_error"] < 1e-4 for result in summary["results"])
+    assert summary["failures"] == []
     assert {ratio["versus"] for ratio in summary["ratios"]} == {"naive"}
     assert lines[0].startswith("device: cpu (threads=1); dtype: float32; B=1 T=40 H=1 K=16 V=16")
