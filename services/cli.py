@@ -160,6 +160,33 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    projection = fold(_events(args))
+    run = projection.runs.get(args.run) if args.run else projection.latest_run()
+    if run is None:
+        print(f"error: no run {args.run or ''} in the log", file=sys.stderr)
+        return 1
+    report = {"run": asdict(run), "leaderboard": projection.summary()["leaderboard"][:10],
+              **projection.analytics(run.run_id)}
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+        return 0
+    state = f"finished: {run.reason}" if run.finished else "in progress"
+    print(f"run {run.run_id} ({run.profile}, budget {run.experiments}, {state})")
+    print(f"  {report['experiments']} experiments, {report['discoveries']} beat the baseline "
+          f"(fitness > {report['baseline_fitness']:.4f})")
+    for origin, share in report["origins_of_discoveries"].items():
+        print(f"  discoveries from {origin:<10} {share['count']:>3} ({share['share']:.0%})")
+    print("  discovery curve: " + " ".join(str(p["discoveries"]) for p in report["discovery_curve"]))
+    print("  components (tried / won / win rate):")
+    for tag, row in report["components"].items():
+        print(f"    {tag:<24} {row['tried']:>4} {row['won']:>4} {row['win_rate']:>6.0%}")
+    print("  leaderboard:")
+    for row in report["leaderboard"]:
+        print(f"    {row['arch_id']}  {row['name']:<40} fitness {row['fitness']:.4f}")
+    return 0
+
+
 def cmd_lineage(args: argparse.Namespace) -> int:
     projection = fold(_events(args))
     if args.arch_id not in projection.archs:
@@ -233,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--file", type=Path, help="read an exported log instead of the data dir")
         command.add_argument("--json", action="store_true")
         command.set_defaults(func=func)
+
+    report = sub.add_parser("report", help="run analytics: discoveries, their origins, component win rates")
+    report.add_argument("--run", help="run id (default: the latest)")
+    report.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    report.add_argument("--file", type=Path, help="read an exported log instead of the data dir")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=cmd_report)
 
     add_engineer_parsers(sub)
     add_kb_parsers(sub, on_ingested=record_ingestion)

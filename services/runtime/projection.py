@@ -240,6 +240,35 @@ class Projection:
                     frontier.append(child)
         return found
 
+    def analytics(self, run_id: str) -> dict[str, Any]:
+        """The run-level analyses of the paper: discoveries (experiments that beat the baseline)
+        over time, where the winning ideas came from, and which components win how often."""
+        experiments = [a for a in self.experiments(run_id) if a.fitness is not None or a.terminal]
+        baseline = self.baseline(run_id)
+        bar = baseline.fitness if baseline is not None and baseline.fitness is not None else 0.5
+        wins = [a for a in experiments if a.fitness is not None and a.fitness > bar]
+        curve, found = [], 0
+        for n, arch in enumerate(experiments, start=1):
+            found += arch in wins
+            curve.append({"experiments": n, "discoveries": found})
+        origins: dict[str, int] = {}
+        for arch in wins:
+            origins[arch.origin] = origins.get(arch.origin, 0) + 1
+        components: dict[str, dict[str, int]] = {}
+        for arch in experiments:
+            for axis, value in arch.components.items():
+                row = components.setdefault(f"{axis}={value}", {"tried": 0, "won": 0})
+                row["tried"] += 1
+                row["won"] += arch in wins
+        return {
+            "run_id": run_id, "experiments": len(experiments), "discoveries": len(wins), "baseline_fitness": bar,
+            "discovery_curve": curve,
+            "origins_of_discoveries": {k: {"count": v, "share": round(v / len(wins), 4)}
+                                       for k, v in sorted(origins.items())},
+            "components": {k: {**v, "win_rate": round(v["won"] / v["tried"], 4)}
+                           for k, v in sorted(components.items())},
+        }
+
     def summary(self) -> dict[str, Any]:
         """Everything replay reports, with a digest over it."""
         body = {

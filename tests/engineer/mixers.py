@@ -28,6 +28,8 @@ CAUSAL_MEAN = mixer(
 )
 # Sums the future: a reverse cumulative sum.
 FUTURE_SUM = mixer("return self.proj(x.flip(1).cumsum(1).flip(1))")
+# Divides by the sequence's length: every output knows how many tokens will follow.
+BY_LENGTH = mixer("B, T, C = x.shape\nreturn self.proj(x.cumsum(1) / T)")
 # Normalises over the batch: each row's output depends on the other rows.
 BATCH_CENTRED = mixer("return self.proj(x - x.mean(dim=0, keepdim=True))")
 # Causal attention without softmax: a T x T score matrix from a matmul.

@@ -38,6 +38,13 @@ def test_a_mixer_that_reads_the_future_is_non_causal() -> None:
     assert report["checks"]["causal"]["leaking_positions"][0] == 0
 
 
+def test_a_mixer_that_depends_on_the_sequence_length_is_non_causal() -> None:
+    report = check_code(mixers.BY_LENGTH)
+    assert_fails_at(report, "causal", "non_causal")
+    assert report["checks"]["causal"]["leaking_positions"] == []  # no single later token moves it
+    assert report["checks"]["causal"]["prefix_change"] > 0.1
+
+
 def test_a_mixer_that_mixes_rows_of_the_batch_is_non_causal() -> None:
     report = check_code(mixers.BATCH_CENTRED)
     assert_fails_at(report, "causal", "non_causal")

@@ -25,11 +25,13 @@ async def exported(store: EventStore, tmp_path: Path) -> Path:
     """A small but real run history, appended through the store and exported."""
     run = await store.append(events_pb2.RunStarted(profile="tiny", experiments=2), run_id="run-1",
                              aggregate_id="run-1")
+    origins, decays = ("seed", "literature", "original"), ("none", "scalar", "vector")
     for i, fitness in enumerate((0.5, 0.61, 0.43)):
         arch = f"arch-{i}"
         parents = [] if i == 0 else ["arch-0"]
         await store.append(events_pb2.ArchitectureProposed(arch_id=arch, name=f"n{i}", parent_ids=parents,
-                                                           is_baseline=i == 0, code="x"),
+                                                           is_baseline=i == 0, code="x", origin=origins[i],
+                                                           components={"decay": decays[i]}),
                            run_id="run-1", aggregate_id=arch, correlation_id=run.event_id)
         await store.append(events_pb2.TrainingRequested(arch_id=arch, job_id=f"j{i}"), run_id="run-1",
                            aggregate_id=arch)
@@ -118,3 +120,14 @@ def test_replay_is_deterministic_and_reads_the_file_alone(exported: Path) -> Non
     assert one["experiments"] == 2
     assert [row["arch_id"] for row in one["leaderboard"]] == ["arch-1", "arch-0", "arch-2"]
     assert sorted((e["parent"], e["child"]) for e in one["lineage"]) == [("arch-0", "arch-1"), ("arch-0", "arch-2")]
+
+
+def test_report_counts_discoveries_their_origins_and_component_win_rates(exported: Path) -> None:
+    result = cli("report", "--file", str(exported), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["experiments"], report["discoveries"], report["baseline_fitness"]) == (2, 1, 0.5)
+    assert report["discovery_curve"] == [{"experiments": 1, "discoveries": 1}, {"experiments": 2, "discoveries": 1}]
+    assert report["origins_of_discoveries"] == {"literature": {"count": 1, "share": 1.0}}
+    assert report["components"]["decay=scalar"] == {"tried": 1, "won": 1, "win_rate": 1.0}
+    assert report["components"]["decay=vector"] == {"tried": 1, "won": 0, "win_rate": 0.0}
