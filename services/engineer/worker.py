@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from typing import Any
 
@@ -52,7 +53,17 @@ class EngineerWorker(EventService):
                 subscription = await jobs.pull(js)
                 continue
             for message in messages:
-                await self._process(message)
+                job = asyncio.create_task(self._process(message))
+                stopping = asyncio.create_task(stop.wait())
+                await asyncio.wait({job, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if not job.done():
+                    # The training thread cannot be interrupted; leave at once instead. The job
+                    # is not acknowledged, so another worker gets it, and the sandbox child dies
+                    # with this process (its parent-death signal).
+                    self.log.warning("engineer.stopped_mid_job", worker=self.settings.worker_id)
+                    os._exit(0)
+                job.result()
 
     async def _process(self, message: Msg) -> None:
         try:

@@ -24,6 +24,7 @@ from services.engineer.profiles import get_profile
 from services.pb import events_pb2
 from services.runtime.eventstore import EventStore, Record
 from services.runtime.natsserver import EmbeddedNats, free_port, running_url
+from services.runtime.processes import die_with_parent
 from services.runtime.projection import Projection, RunView
 
 SERVICE_NAMES = ("cognition", "analyst", "researcher", "judge")
@@ -87,7 +88,7 @@ class ServiceProcess:
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", self.role],
                                         env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=die_with_parent)
 
     def exited(self) -> int | None:
         return self.process.poll() if self.process else None

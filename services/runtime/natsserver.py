@@ -17,6 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from services.runtime.processes import die_with_parent
+
 
 class NatsServerError(RuntimeError):
     pass
@@ -67,7 +69,7 @@ class EmbeddedNats:
                "-p", str(self.port), "-m", str(self.monitor_port)]
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

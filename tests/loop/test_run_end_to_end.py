@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,25 @@ def test_a_run_resumes_and_its_log_verifies_replays_and_audits(tmp_path: Path) -
     assert again.returncode == 0 and "already finished" in again.stderr
     assert len(exported(data, tmp_path / "after.jsonl")) == len(events)
     assert processes_touching(data) == []
+
+
+def test_a_killed_launcher_takes_its_servers_and_services_with_it(tmp_path: Path) -> None:
+    data = tmp_path / "asi"
+    launcher = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--experiments", "1", "--profile",
+                                 "tiny", "--data-dir", str(data)], stderr=subprocess.PIPE, text=True)
+    assert launcher.stderr is not None
+    for line in launcher.stderr:
+        if "training on" in line:  # the engineer is busy with a job: the hardest moment to stop
+            break
+    launcher.kill()
+    launcher.wait()
+    for _ in range(40):
+        if not processes_touching(data):
+            break
+        time.sleep(0.5)
+    assert processes_touching(data) == []
+    # The data dir is free again: the next run resumes instead of finding it taken.
+    resumed = subprocess.run([sys.executable, "-m", "services.cli", "run", "--experiments", "1", "--profile", "tiny",
+                              "--data-dir", str(data)], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming run" in resumed.stderr
