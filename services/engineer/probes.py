@@ -90,15 +90,26 @@ def check_causal(mixer: nn.Module) -> dict:
         worst = max(worst, change)
         if change > CAUSAL_TOL:
             leaks.append(t)
+    # The same tokens without their future: a mixer that looks at the length (a divide by T, a
+    # padding that depends on it) passes the perturbation test but not this one.
+    prefix_change = 0.0
+    for t in (CAUSAL_LEN // 3, CAUSAL_LEN - 2):
+        change = float((mixer(x[:, : t + 1]) - y[:, : t + 1]).abs().max()) / scale
+        prefix_change = max(prefix_change, change)
     other_row = x.clone()
     other_row[1] = _inputs(1, CAUSAL_LEN, seed=99)[0]
     batch_change = float((mixer(other_row)[0] - y[0]).abs().max()) / scale
     mixer.train(was_training)
-    result = {"ok": not leaks and batch_change <= CAUSAL_TOL, "max_relative_change": worst,
-              "leaking_positions": leaks, "batch_leak": batch_change, "tolerance": CAUSAL_TOL}
+    result = {"ok": not leaks and prefix_change <= CAUSAL_TOL and batch_change <= CAUSAL_TOL,
+              "max_relative_change": worst, "leaking_positions": leaks, "prefix_change": prefix_change,
+              "batch_leak": batch_change, "tolerance": CAUSAL_TOL}
     if leaks:
         raise ProbeFailure("non_causal", f"outputs at positions <= {leaks[0]} change when later tokens change "
                                          f"(relative change {worst:.3g})", result)
+    if prefix_change > CAUSAL_TOL:
+        raise ProbeFailure("non_causal", "outputs for a prefix differ from the same positions of the whole "
+                                         f"sequence (relative change {prefix_change:.3g}): the mixer depends "
+                                         "on the sequence's length", result)
     if batch_change > CAUSAL_TOL:
         raise ProbeFailure("non_causal", "one row's output changes when another row of the batch changes "
                                          "(statistics shared across the batch leak the future)", result)
