@@ -97,13 +97,16 @@ PROFILES: dict[str, Profile] = {
         n_heads=2,
         seq_len=256,
         batch_size=12,
-        task_seq_len=128,
-        task_batch_size=4,
-        task_vocab=128,
-        mqar_kv_pairs=8,  # 8 pairs at head dim 64: solvable, so families separate by speed
-        copy_tokens=8,
-        recall_keys=8,
-        steps=250,  # ~1.15M tokens: about two minutes per experiment on 2 cores
+        # Tasks sized so 250 steps can learn them: measured here, with 8 pairs over 128 task tokens
+        # (4 rows per task) every decaying baseline stayed at chance; at this size DeltaNet reaches
+        # 0.79 mean accuracy and Gated DeltaNet 0.26, so the tasks separate families.
+        task_seq_len=64,
+        task_batch_size=12,
+        task_vocab=32,
+        mqar_kv_pairs=4,
+        copy_tokens=4,
+        recall_keys=4,
+        steps=250,  # ~1.3M tokens: about two minutes per experiment on 2 cores
         lr=3e-3,
         min_lr=3e-4,
         warmup_steps=20,
