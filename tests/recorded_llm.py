@@ -1,6 +1,8 @@
 """A recorded-answer server: a local OpenAI-compatible HTTP endpoint that replays chat
-completions recorded from a served model. It stands in for vLLM, which cannot run here;
-the clients under test are the real ones, speaking real HTTP."""
+completions. It stands in for vLLM, which cannot run here; the clients under test are the
+real ones, speaking real HTTP. No model can be reached from these machines either, so the
+answers in tests/recorded/ were written by hand in the exact shape vLLM returns (including a
+Markdown-fenced one, which servers without structured output tend to send)."""
 
 from __future__ import annotations
 
