@@ -35,8 +35,9 @@ import traceback  # noqa: E402
 import types  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from services.runtime import processes  # noqa: E402
+
 NOBODY = 65534
-PR_SET_PDEATHSIG = 1  # prctl option: the signal this process gets when its parent dies
 CANDIDATE_FILE = "candidate.py"
 TRACEBACK_CHARS = 4000  # enough for the candidate's frames; the researcher's context is finite
 MEMORY_MESSAGES = ("can't allocate memory", "not enough memory", "out of memory", "cannot allocate memory")
@@ -115,8 +116,7 @@ def install_audit_hook(scratch: str, channel: Channel) -> None:
 def die_with_parent() -> None:
     """Be killed when the worker that started us dies, so a killed worker leaves no orphan
     training on. Set after the user switch, which clears it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    processes.die_with_parent(signal.SIGKILL)
     if os.getppid() == 1:  # the parent died before the setting took effect
         os._exit(1)
 
