@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.engineer.tasks import Task, TaskVocabulary
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -22,12 +24,8 @@ class Profile:
     seq_len: int
     batch_size: int  # text rows per step
     # Capability tasks, trained alongside the text as a multi-task mixture.
-    task_seq_len: int
-    task_batch_size: int  # rows per task per step
     task_vocab: int  # task tokens (ids after the 256 bytes), split between keys and values
-    mqar_kv_pairs: int
-    copy_tokens: int  # selective copying: tokens to copy
-    recall_keys: int  # noisy in-context recall: distinct keys per instance
+    tasks: tuple[Task, ...]
     # Optimisation: AdamW, linear warm-up then cosine decay to min_lr.
     steps: int
     lr: float
@@ -50,9 +48,16 @@ class Profile:
     def __post_init__(self) -> None:
         assert self.d_model % self.n_heads == 0, "d_model must split evenly into heads"
         assert self.task_vocab % 2 == 0, "task vocabulary splits into key and value halves"
-        assert 2 * self.mqar_kv_pairs <= self.task_seq_len, "MQAR context must fit the sequence"
-        assert 2 * self.copy_tokens <= self.task_seq_len, "copy prompt must fit the sequence"
+        assert all(2 * task.symbols <= self.task_vocab for task in self.tasks), "a tier outgrows the vocabulary"
+        assert len({task.name for task in self.tasks}) == len(self.tasks), "task names must be unique"
+        # The tier that separates families (Zoology): more pairs than one head's key dimension.
+        head_dim = self.d_model // self.n_heads
+        assert any(t.kind == "mqar" and t.size > head_dim for t in self.tasks), "no hard MQAR tier"
         assert 0 < self.warmup_steps < self.steps
+
+    @property
+    def task_vocabulary(self) -> TaskVocabulary:
+        return TaskVocabulary(self.task_vocab)
 
     @property
     def vocab_size(self) -> int:
@@ -68,12 +73,13 @@ PROFILES: dict[str, Profile] = {
         n_heads=2,  # head dim 32, like the paper's per-head key dimension at small scale
         seq_len=128,  # long enough for the chunked kernels to use more than one chunk
         batch_size=8,  # 1K text tokens per step keeps a step near 40 ms on 2 cores
-        task_seq_len=64,  # short task sequences: the test suite only needs the pipeline to work
-        task_batch_size=4,
-        task_vocab=64,
-        mqar_kv_pairs=4,
-        copy_tokens=4,
-        recall_keys=4,
+        task_vocab=80,
+        tasks=(  # short task sequences: the test suite only needs the pipeline to work
+            Task("mqar", "mqar", seq_len=64, size=4, symbols=16, rows=4),
+            Task("mqar_hard", "mqar", seq_len=144, size=36, symbols=40, rows=2),  # 36 pairs > head dim 32
+            Task("selective_copying", "selective_copying", seq_len=64, size=4, symbols=16, rows=4),
+            Task("noisy_recall", "noisy_recall", seq_len=64, size=4, symbols=16, rows=4),
+        ),
         steps=60,  # the whole experiment in ~10-20 s on a loaded 2-core box, as the test suite needs
         lr=3e-3,  # small models tolerate (and need) a high rate to move in 60 steps
         min_lr=3e-4,
@@ -97,15 +103,18 @@ PROFILES: dict[str, Profile] = {
         n_heads=2,
         seq_len=256,
         batch_size=12,
-        # Tasks sized so that 250 steps can learn them: with 8 pairs over 128 task tokens and 4 rows
-        # per task, every baseline with a decay stayed at chance (a baseline run of commit 2270062);
-        # at this size they learn, at rates that differ by family (BASELINES.md).
-        task_seq_len=64,
-        task_batch_size=12,
-        task_vocab=32,
-        mqar_kv_pairs=4,
-        copy_tokens=4,
-        recall_keys=4,
+        task_vocab=160,
+        # The easy tiers are sized so that the budget can learn them: with 8 pairs over 128 task
+        # tokens and 4 rows per task, every baseline with a decay stayed at chance (a baseline run
+        # of commit 2270062); at this size they learn, at rates that differ by family (BASELINES.md).
+        # The hard tier holds more pairs than a head's 64 key dimensions can store orthogonally;
+        # each row asks 72 questions, so 4 rows per step supervise more positions than 12 easy rows.
+        tasks=(
+            Task("mqar", "mqar", seq_len=64, size=4, symbols=16, rows=12),
+            Task("mqar_hard", "mqar", seq_len=288, size=72, symbols=80, rows=4),
+            Task("selective_copying", "selective_copying", seq_len=64, size=4, symbols=16, rows=12),
+            Task("noisy_recall", "noisy_recall", seq_len=64, size=4, symbols=16, rows=12),
+        ),
         steps=250,  # ~1.3M tokens: about two minutes per experiment on 2 cores
         lr=3e-3,
         min_lr=3e-4,
@@ -129,12 +138,13 @@ PROFILES: dict[str, Profile] = {
         n_heads=8,  # head dim 64, as in the paper's models
         seq_len=2048,
         batch_size=32,
-        task_seq_len=512,
-        task_batch_size=16,
         task_vocab=512,
-        mqar_kv_pairs=64,  # more pairs than the head dim: the tier that separates families
-        copy_tokens=32,
-        recall_keys=32,
+        tasks=(
+            Task("mqar", "mqar", seq_len=256, size=32, symbols=256, rows=16),
+            Task("mqar_hard", "mqar", seq_len=512, size=96, symbols=256, rows=16),  # 96 pairs > head dim 64
+            Task("selective_copying", "selective_copying", seq_len=512, size=32, symbols=256, rows=16),
+            Task("noisy_recall", "noisy_recall", seq_len=512, size=32, symbols=256, rows=16),
+        ),
         steps=4000,  # ~260M text tokens (many epochs of the default corpus; name a larger one)
         lr=1e-3,
         min_lr=1e-4,
@@ -158,12 +168,13 @@ PROFILES: dict[str, Profile] = {
         n_heads=10,  # head dim 128, as the Gated DeltaNet paper's larger models
         seq_len=2048,
         batch_size=64,
-        task_seq_len=1024,
-        task_batch_size=16,
         task_vocab=1024,
-        mqar_kv_pairs=128,
-        copy_tokens=64,
-        recall_keys=64,
+        tasks=(
+            Task("mqar", "mqar", seq_len=512, size=64, symbols=512, rows=16),
+            Task("mqar_hard", "mqar", seq_len=1024, size=192, symbols=512, rows=16),  # 192 pairs > head dim 128
+            Task("selective_copying", "selective_copying", seq_len=1024, size=64, symbols=512, rows=16),
+            Task("noisy_recall", "noisy_recall", seq_len=1024, size=64, symbols=512, rows=16),
+        ),
         steps=20000,
         lr=6e-4,
         min_lr=6e-5,

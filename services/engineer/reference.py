@@ -56,6 +56,8 @@ def summarise(runs: list[dict]) -> dict:
         summary[f"{figure}_spread"] = max(values) - min(values)
     tasks = done[0]["benchmarks"]
     summary["benchmarks"] = {task: sum(r["benchmarks"][task] for r in done) / len(done) for task in tasks}
+    summary["benchmarks_spread"] = {task: max(r["benchmarks"][task] for r in done)
+                                    - min(r["benchmarks"][task] for r in done) for task in tasks}
     summary["params"] = done[0]["params"]
     summary["complexity_exponent"] = done[0]["checks"]["complexity"]["exponent"]
     return summary
@@ -75,7 +77,25 @@ def run_baselines(profile: str, seeds: int, data_dir: Path, *, names: tuple[str,
                 on_run(result)
         table[name] = {"runs": runs, **summarise(runs)}
     return {"ok": all(entry["ok"] for entry in table.values()), "profile": profile, "seeds": seeds,
-            "baselines": table}
+            "baselines": table, "separation": separation(table)}
+
+
+def separation(baselines: dict) -> dict | None:
+    """Does the capability suite tell the baselines apart beyond seed noise?
+
+    The gap between the best and the worst baseline's mean capability must exceed three times the
+    largest seed spread (max - min over seeds) of any baseline: the strictest reading of "noise".
+    """
+    done = {name: entry for name, entry in baselines.items() if entry.get("ok")}
+    if len(done) < 2:
+        return None
+    best = max(done, key=lambda name: done[name]["benchmark_mean"])
+    worst = min(done, key=lambda name: done[name]["benchmark_mean"])
+    noisiest = max(done, key=lambda name: done[name]["benchmark_mean_spread"])
+    gap = done[best]["benchmark_mean"] - done[worst]["benchmark_mean"]
+    noise = done[noisiest]["benchmark_mean_spread"]
+    return {"best": best, "worst": worst, "gap": gap, "noisiest": noisiest, "largest_seed_spread": noise,
+            "separates": gap > 3 * noise}
 
 
 def render_markdown(table: dict, command: str) -> str:
@@ -86,7 +106,8 @@ def render_markdown(table: dict, command: str) -> str:
     lines = [
         f"# Baselines under the `{table['profile']}` profile",
         "",
-        f"Produced by `{command}` (seeds 0..{table['seeds'] - 1}; mean over seeds, ± half the spread).",
+        f"Produced by `{command}` (seeds 0..{table['seeds'] - 1}): each cell is the mean over seeds,",
+        "with the seed spread (max - min) in brackets.",
         "Validation loss is on held-out files of the corpus; task accuracies are on held-out instances;",
         "tokens/s counts text and task tokens; MFU is matmul FLOPs per second over this machine's",
         "measured fp32 matmul peak; the T-exponent is the complexity probe's cost-growth exponent.",
@@ -103,9 +124,9 @@ def render_markdown(table: dict, command: str) -> str:
         mfu = sum(r["mfu"] for r in runs) / len(runs)
         cells = [
             name,
-            f"{entry['val_loss']:.3f} ± {entry['val_loss_spread'] / 2:.3f}",
-            *(f"{entry['benchmarks'][task]:.3f}" for task in tasks),
-            f"{entry['benchmark_mean']:.3f} ± {entry['benchmark_mean_spread'] / 2:.3f}",
+            f"{entry['val_loss']:.3f} ({entry['val_loss_spread']:.3f})",
+            *(f"{entry['benchmarks'][task]:.3f} ({entry['benchmarks_spread'][task]:.3f})" for task in tasks),
+            f"{entry['benchmark_mean']:.3f} ({entry['benchmark_mean_spread']:.3f})",
             f"{entry['params']:,}",
             f"{entry['tokens_per_s']:,.0f}",
             f"{mfu:.1%}",
@@ -113,4 +134,11 @@ def render_markdown(table: dict, command: str) -> str:
             f"{entry['complexity_exponent']:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    split = table.get("separation")
+    if split:
+        verdict = "exceeds" if split["separates"] else "does NOT exceed"
+        noise = split["largest_seed_spread"]
+        lines += ["", f"Separation: best ({split['best']}) minus worst ({split['worst']}) on the benchmark mean is "
+                  f"{split['gap']:.3f}, which {verdict} three times the largest seed spread "
+                  f"({split['noisiest']}: 3 x {noise:.3f} = {3 * noise:.3f})."]
     return "\n".join(lines) + "\n"

@@ -1,14 +1,18 @@
 """Synthetic capability tasks: MQAR (Zoology) and selective copying and noisy recall (MAD).
 
+A profile lists its tasks as ``Task`` tiers (one generator, one size), so the same generator
+can appear twice: an easy MQAR tier and a hard one with more pairs than a head's key dimension.
 Each generator returns ``(inputs, labels)`` of shape ``[n, seq_len]`` with ``labels == IGNORE``
 wherever nothing is supervised: a task is scored only where it asks something.
 
 Token layout (shared with the text): ids 0-255 are bytes, the next ``task_vocab`` ids are task
-tokens (first half keys, second half values), then a BLANK and a COPY marker.
+tokens (first half keys, second half values), then a BLANK and a COPY marker.  A tier draws
+its keys and values from the first ``symbols`` ids of each half.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,28 +24,47 @@ RECALL_NOISE_P = 0.25  # noisy recall: chance that a slot holds a noise byte ins
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class Task:
+    """One capability tier: which generator, over how long a sequence, and how hard."""
+
+    name: str  # the key its accuracy is reported under
+    kind: str  # a generator in GENERATORS
     seq_len: int
-    task_vocab: int
-    mqar_kv_pairs: int
-    copy_tokens: int
-    recall_keys: int
+    size: int  # MQAR: key-value pairs; selective copying: tokens to copy; noisy recall: distinct keys
+    symbols: int  # distinct keys (and as many values) the tier draws from
+    rows: int  # training rows per step
 
-    @property
-    def keys(self) -> tuple[int, int]:
-        return BYTES, BYTES + self.task_vocab // 2
+    def __post_init__(self) -> None:
+        assert self.kind in GENERATORS, f"unknown task kind {self.kind!r}"
+        assert self.size <= self.symbols, "a tier needs at least as many symbols as keys"
+        if self.kind == "mqar":  # Zoology: the context, then one query per pair in the space after it
+            assert 4 * self.size <= self.seq_len, "MQAR needs 2 tokens per pair and 2 per query slot"
+        else:
+            assert 2 * self.size <= self.seq_len, "the task's prompt must fit the sequence"
 
-    @property
-    def values(self) -> tuple[int, int]:
-        return BYTES + self.task_vocab // 2, BYTES + self.task_vocab
+
+@dataclass(frozen=True)
+class TaskVocabulary:
+    """Where task tokens sit after the 256 bytes: keys, then values, then the two markers."""
+
+    size: int
+
+    def keys(self, symbols: int) -> tuple[int, int]:
+        return BYTES, BYTES + symbols
+
+    def values(self, symbols: int) -> tuple[int, int]:
+        return BYTES + self.size // 2, BYTES + self.size // 2 + symbols
 
     @property
     def blank(self) -> int:
-        return BYTES + self.task_vocab
+        return BYTES + self.size
 
     @property
     def copy(self) -> int:
-        return BYTES + self.task_vocab + 1
+        return BYTES + self.size + 1
+
+
+Generator = Callable[[Task, TaskVocabulary, int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _distinct(n: int, k: int, low: int, high: int, generator: torch.Generator) -> torch.Tensor:
@@ -49,22 +72,22 @@ def _distinct(n: int, k: int, low: int, high: int, generator: torch.Generator) -
     return torch.rand(n, high - low, generator=generator).argsort(dim=-1)[:, :k] + low
 
 
-def mqar(spec: TaskSpec, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def mqar(task: Task, vocab: TaskVocabulary, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-query associative recall, as Zoology's ``multiquery_ar``.
 
     ``k1 v1 k2 v2 ...`` then the keys again at power-law gaps among random tokens; at each
     queried key the model must output its value.  Keys and values come from separate halves
     of the task vocabulary and only query positions are supervised.
     """
-    pairs, seq_len = spec.mqar_kv_pairs, spec.seq_len
+    pairs, seq_len = task.size, task.seq_len
     context = 2 * pairs
-    keys = _distinct(n, pairs, *spec.keys, generator)
-    values = _distinct(n, pairs, *spec.values, generator)
+    keys = _distinct(n, pairs, *vocab.keys(task.symbols), generator)
+    values = _distinct(n, pairs, *vocab.values(task.symbols), generator)
     space = (seq_len - context) // 2
     ranks = torch.arange(1, space + 1, dtype=torch.float64)
     weights = (MQAR_POWER_A * ranks ** (MQAR_POWER_A - 1)).expand(n, space)
     gaps = torch.multinomial(weights, pairs, replacement=False, generator=generator)  # [n, pairs]
-    inputs = torch.randint(BYTES, BYTES + spec.task_vocab, (n, seq_len), generator=generator)
+    inputs = torch.randint(BYTES, BYTES + vocab.size, (n, seq_len), generator=generator)
     inputs[:, 0:context:2] = keys
     inputs[:, 1:context:2] = values
     query_positions = context + 2 * gaps
@@ -74,36 +97,40 @@ def mqar(spec: TaskSpec, n: int, generator: torch.Generator) -> tuple[torch.Tens
     return inputs, labels
 
 
-def selective_copying(spec: TaskSpec, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def selective_copying(task: Task, vocab: TaskVocabulary, n: int,
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Selective copying, as in MAD: copy the scattered content tokens, in order, past the blanks.
 
-    The first ``seq_len - copy_tokens`` positions are blanks with ``copy_tokens`` content tokens
-    at random places; then come ``copy_tokens`` COPY markers, at the i-th of which the model
-    must output the i-th content token.
+    The first ``seq_len - size`` positions are blanks with ``size`` content tokens (drawn from
+    the tier's keys and values) at random places; then come ``size`` COPY markers, at the i-th
+    of which the model must output the i-th content token.
     """
-    count, seq_len = spec.copy_tokens, spec.seq_len
+    count, seq_len = task.size, task.seq_len
     area = seq_len - count
-    content = torch.randint(BYTES, BYTES + spec.task_vocab, (n, count), generator=generator)
+    pick = torch.randint(0, 2 * task.symbols, (n, count), generator=generator)
+    key_low, value_low = vocab.keys(task.symbols)[0], vocab.values(task.symbols)[0]
+    content = torch.where(pick < task.symbols, key_low + pick, value_low + pick - task.symbols)
     places = _distinct(n, count, 0, area, generator).sort(dim=-1).values
-    inputs = torch.full((n, seq_len), spec.blank)
+    inputs = torch.full((n, seq_len), vocab.blank)
     inputs.scatter_(1, places, content)
-    inputs[:, area:] = spec.copy
+    inputs[:, area:] = vocab.copy
     labels = torch.full((n, seq_len), IGNORE)
     labels[:, area:] = content
     return inputs, labels
 
 
-def noisy_recall(spec: TaskSpec, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def noisy_recall(task: Task, vocab: TaskVocabulary, n: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Noisy in-context recall, as in MAD: key-value pairs recur, noise tokens fall between them.
 
-    Each instance draws a mapping of ``recall_keys`` keys to values and writes a stream of
+    Each instance draws a mapping of ``size`` keys to values and writes a stream of
     ``key value`` pairs, with noise bytes (a vocabulary disjoint from keys and values) in
     some slots.  At every key seen before, the model must output its value; first sightings
     and noise are not supervised.
     """
-    seq_len, n_keys = spec.seq_len, spec.recall_keys
-    keys = _distinct(n, n_keys, *spec.keys, generator)
-    values = _distinct(n, n_keys, *spec.values, generator)
+    seq_len, n_keys = task.seq_len, task.size
+    keys = _distinct(n, n_keys, *vocab.keys(task.symbols), generator)
+    values = _distinct(n, n_keys, *vocab.values(task.symbols), generator)
     inputs = torch.empty((n, seq_len), dtype=torch.long)
     labels = torch.full((n, seq_len), IGNORE)
     noise = torch.rand(n, seq_len, generator=generator) < RECALL_NOISE_P
@@ -126,4 +153,9 @@ def noisy_recall(spec: TaskSpec, n: int, generator: torch.Generator) -> tuple[to
     return inputs, labels
 
 
-TASKS = {"mqar": mqar, "selective_copying": selective_copying, "noisy_recall": noisy_recall}
+GENERATORS: dict[str, Generator] = {"mqar": mqar, "selective_copying": selective_copying, "noisy_recall": noisy_recall}
+
+
+def make_instances(task: Task, vocab: TaskVocabulary, n: int,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return GENERATORS[task.kind](task, vocab, n, generator)

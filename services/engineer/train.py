@@ -1,8 +1,8 @@
 """The training loop: a plain AdamW loop over a text + capability-task mixture, then evaluation.
 
-Each step sees ``batch_size`` text rows (every position supervised) and ``task_batch_size``
-rows of each capability task (only the asked positions supervised); the loss is the sum of
-the text loss and the mean task loss.  Order per step, as in nanoGPT: learning rate -> step
+Each step sees ``batch_size`` text rows (every position supervised) and each capability tier's
+``rows`` (only the asked positions supervised); the loss is the sum of the text loss and the
+mean loss over all asked task positions.  Order per step, as in nanoGPT: learning rate -> step
 -> log -> stop; evaluation and the checkpoint come once, at the end.
 """
 
@@ -19,19 +19,9 @@ from services.engineer.data import text_batch, validation_batches
 from services.engineer.model import LanguageModel
 from services.engineer.probes import CostCounter
 from services.engineer.profiles import Profile
-from services.engineer.tasks import IGNORE, TASKS, TaskSpec
+from services.engineer.tasks import IGNORE, make_instances
 
 EVAL_SEED = 2**31 - 1  # task instances for evaluation come from a stream no training seed uses
-
-
-def task_spec(profile: Profile) -> TaskSpec:
-    return TaskSpec(
-        seq_len=profile.task_seq_len,
-        task_vocab=profile.task_vocab,
-        mqar_kv_pairs=profile.mqar_kv_pairs,
-        copy_tokens=profile.copy_tokens,
-        recall_keys=profile.recall_keys,
-    )
 
 
 def learning_rate(step: int, profile: Profile) -> float:
@@ -50,9 +40,24 @@ def make_optimizer(model: LanguageModel, profile: Profile) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=profile.lr, betas=(0.9, 0.95))
 
 
-def task_batch(spec: TaskSpec, rows_per_task: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    parts = [make(spec, rows_per_task, generator) for make in TASKS.values()]
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+def task_batches(profile: Profile, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One step's task rows, one batch per sequence length: tiers of equal length share a forward."""
+    by_length: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for task in profile.tasks:
+        instances = make_instances(task, profile.task_vocabulary, task.rows, generator)
+        by_length.setdefault(task.seq_len, []).append(instances)
+    return [(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])) for parts in by_length.values()]
+
+
+def task_loss(model: LanguageModel, batches: list[tuple[torch.Tensor, torch.Tensor]],
+              device: torch.device) -> torch.Tensor:
+    """Mean cross-entropy over every supervised task position, whichever batch it sits in."""
+    total, count = torch.zeros((), device=device), 0
+    for inputs, labels in batches:
+        loss, _ = model(inputs.to(device), labels.to(device))
+        asked = int((labels != IGNORE).sum())
+        total, count = total + loss * asked, count + asked
+    return total / count
 
 
 def peak_matmul_flops(device: torch.device, dtype: torch.dtype) -> float:
@@ -96,16 +101,14 @@ def train(
     dtype = getattr(torch, profile.dtype)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     generator = torch.Generator().manual_seed(seed)
-    spec = task_spec(profile)
     optimizer = make_optimizer(model, profile)
-    tokens_per_step = profile.batch_size * profile.seq_len + len(TASKS) * profile.task_batch_size * spec.seq_len
+    tokens_per_step = profile.batch_size * profile.seq_len + sum(t.rows * t.seq_len for t in profile.tasks)
     # A step's cost: forward FLOPs counted on sample batches, backward taken as twice the forward.
     sample = torch.Generator().manual_seed(seed)
     text = text_batch(train_tokens, profile.batch_size, profile.seq_len, sample).to(device)
-    task_inputs, task_labels = task_batch(spec, profile.task_batch_size, sample)
+    batches = [(text[:, :-1], text[:, 1:])] + [(x.to(device), y.to(device)) for x, y in task_batches(profile, sample)]
     with autocast:
-        flops_per_step = 3 * forward_flops(model, [(text[:, :-1], text[:, 1:]),
-                                                   (task_inputs.to(device), task_labels.to(device))])
+        flops_per_step = 3 * forward_flops(model, batches)
     peak = peak_matmul_flops(device, dtype)
     model.train()
     started = time.perf_counter()
@@ -116,11 +119,10 @@ def train(
             group["lr"] = learning_rate(step, profile)
 
         text = text_batch(train_tokens, profile.batch_size, profile.seq_len, generator).to(device)
-        task_inputs, task_labels = task_batch(spec, profile.task_batch_size, generator)
         with autocast:
             text_loss, _ = model(text[:, :-1], text[:, 1:])
-            task_loss, _ = model(task_inputs.to(device), task_labels.to(device))
-        loss = text_loss + task_loss
+            tasks_loss = task_loss(model, task_batches(profile, generator), device)
+        loss = text_loss + tasks_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), profile.grad_clip)
@@ -137,7 +139,7 @@ def train(
                 "steps": profile.steps,
                 "train_loss": loss_value,
                 "text_loss": text_loss.item(),
-                "task_loss": task_loss.item(),
+                "task_loss": tasks_loss.item(),
                 "tokens_per_s": window_steps * tokens_per_step / (now - window_start),
                 "mfu": window_steps * flops_per_step / (now - window_start) / peak,
             })
@@ -166,11 +168,10 @@ def evaluate(model: LanguageModel, profile: Profile, val_tokens: np.ndarray) -> 
         with autocast:
             loss, _ = model(batch[:, :-1], batch[:, 1:])
         losses.append(loss.item())
-    spec = task_spec(profile)
     benchmarks = {}
-    for index, (name, make) in enumerate(TASKS.items()):
+    for index, task in enumerate(profile.tasks):
         generator = torch.Generator().manual_seed(EVAL_SEED - index)
-        inputs, labels = make(spec, profile.eval_task_instances, generator)
+        inputs, labels = make_instances(task, profile.task_vocabulary, profile.eval_task_instances, generator)
         correct = total = 0
         for rows in range(0, len(inputs), 64):
             x, y = inputs[rows : rows + 64].to(device), labels[rows : rows + 64].to(device)
@@ -178,7 +179,7 @@ def evaluate(model: LanguageModel, profile: Profile, val_tokens: np.ndarray) -> 
                 _, logits = model(x, y)
             correct += (logits.argmax(dim=-1) == y[y != IGNORE]).sum().item()
             total += int((y != IGNORE).sum())
-        benchmarks[name] = correct / total
+        benchmarks[task.name] = correct / total
     model.train()
     return {
         "val_loss": sum(losses) / len(losses),

@@ -16,7 +16,7 @@ import torch
 from services.engineer.baselines import baseline_code
 from services.engineer.harness import run_experiment
 from services.engineer.profiles import PROFILES, get_profile
-from services.engineer.reference import baseline_result, render_markdown, run_baselines
+from services.engineer.reference import baseline_result, render_markdown, run_baselines, separation
 from tests.engineer import mixers
 
 PROBES = ("build", "forward_backward", "finite", "causal", "complexity", "params")
@@ -35,9 +35,9 @@ def test_the_seed_trains_and_is_evaluated(experiment: tuple[dict, list[dict], Pa
     assert result["ok"], result.get("failure")
     # An untrained model scores ln(vocab) ~ 5.9 nats per byte; training must have taught it something.
     assert result["val_loss"] < 4.0
-    assert set(result["benchmarks"]) == {"mqar", "selective_copying", "noisy_recall"}
+    assert set(result["benchmarks"]) == {"mqar", "mqar_hard", "selective_copying", "noisy_recall"}
     assert all(0.0 <= accuracy <= 1.0 for accuracy in result["benchmarks"].values())
-    assert math.isclose(result["benchmark_mean"], sum(result["benchmarks"].values()) / 3)
+    assert math.isclose(result["benchmark_mean"], sum(result["benchmarks"].values()) / 4)
     assert result["params"] > 0 and result["tokens_per_s"] > 0 and result["train_seconds"] > 0
 
 
@@ -85,7 +85,19 @@ def test_a_baseline_run_is_read_back_from_the_cache(experiment: tuple[dict, list
     assert again["runs"][0]["cached"] and again["runs"][0]["checkpoint"] == first["checkpoint"]
     assert again["val_loss"] == first["val_loss"] and again["params"] == first["params"]
     markdown = render_markdown(table, "asi-arch baselines --profile tiny --seeds 1")
-    assert f"| deltanet | {first['val_loss']:.3f} ± 0.000 |" in markdown
+    assert f"| deltanet | {first['val_loss']:.3f} (0.000) |" in markdown
+    assert table["separation"] is None and "Separation" not in markdown  # one baseline separates nothing
+
+
+def test_separation_compares_the_best_worst_gap_with_three_times_the_noisiest_seed_spread() -> None:
+    def entry(mean: float, spread: float) -> dict:
+        return {"ok": True, "benchmark_mean": mean, "benchmark_mean_spread": spread}
+
+    split = separation({"a": entry(0.8, 0.05), "b": entry(0.2, 0.01), "c": entry(0.5, 0.19)})
+    assert (split["best"], split["worst"], split["noisiest"]) == ("a", "b", "c")
+    assert split["gap"] == pytest.approx(0.6) and split["separates"]  # 0.6 > 0.57
+    assert not separation({"a": entry(0.8, 0.05), "b": entry(0.2, 0.21)})["separates"]  # 0.6 < 0.63
+    assert separation({"a": entry(0.8, 0.0), "b": {"ok": False}}) is None
 
 
 @pytest.mark.parametrize(("code", "kind"), [(mixers.FUTURE_SUM, "non_causal"), (mixers.MATMUL_ATTENTION, "quadratic")],

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from services.engineer.data import prepare_corpus, validation_batches
-from services.engineer.tasks import BYTES, IGNORE, TaskSpec, mqar, noisy_recall, selective_copying
+from services.engineer.profiles import PROFILES
+from services.engineer.tasks import BYTES, IGNORE, Task, TaskVocabulary, mqar, noisy_recall, selective_copying
 
-SPEC = TaskSpec(seq_len=64, task_vocab=64, mqar_kv_pairs=8, copy_tokens=6, recall_keys=4)
+VOCAB = TaskVocabulary(64)
+MQAR = Task("mqar", "mqar", seq_len=64, size=8, symbols=24, rows=1)
+COPY = Task("selective_copying", "selective_copying", seq_len=64, size=6, symbols=8, rows=1)
+RECALL = Task("noisy_recall", "noisy_recall", seq_len=64, size=4, symbols=24, rows=1)
 
 
 def generator(seed: int = 0) -> torch.Generator:
@@ -18,36 +24,42 @@ def generator(seed: int = 0) -> torch.Generator:
 
 
 def test_mqar_supervises_only_queries_and_each_answer_is_the_value_stored_under_the_key() -> None:
-    inputs, labels = mqar(SPEC, 32, generator())
-    keys_low, keys_high = SPEC.keys
+    inputs, labels = mqar(MQAR, VOCAB, 32, generator())
+    keys_low, keys_high = VOCAB.keys(MQAR.symbols)
+    values_low, values_high = VOCAB.values(MQAR.symbols)
+    assert keys_high <= values_low  # the halves do not overlap
     for row_inputs, row_labels in zip(inputs.tolist(), labels.tolist(), strict=True):
         context = dict(zip(row_inputs[0:16:2], row_inputs[1:16:2], strict=True))
         assert all(keys_low <= k < keys_high for k in context)  # keys from one half...
-        assert all(SPEC.values[0] <= v < SPEC.values[1] for v in context.values())  # ...values from the other
+        assert all(values_low <= v < values_high for v in context.values())  # ...values from the other
         asked = [(t, label) for t, label in enumerate(row_labels) if label != IGNORE]
-        assert len(asked) == SPEC.mqar_kv_pairs
+        assert len(asked) == MQAR.size
         for t, label in asked:
             assert t >= 16 and context[row_inputs[t]] == label
 
 
 def test_mqar_queries_come_mostly_soon_after_the_context() -> None:
-    _, labels = mqar(TaskSpec(256, 64, 8, 6, 4), 256, generator())
+    _, labels = mqar(Task("mqar", "mqar", seq_len=256, size=8, symbols=32, rows=1), VOCAB, 256, generator())
     positions = (labels != IGNORE).nonzero()[:, 1].float()
     # Zoology's power law puts most queries early in the query region (uniform would give ~136).
     assert positions.median() < 110
 
 
 def test_selective_copying_asks_for_the_scattered_tokens_in_order_at_the_copy_markers() -> None:
-    inputs, labels = selective_copying(SPEC, 16, generator())
-    area = SPEC.seq_len - SPEC.copy_tokens
+    inputs, labels = selective_copying(COPY, VOCAB, 16, generator())
+    area = COPY.seq_len - COPY.size
+    allowed = set(range(*VOCAB.keys(COPY.symbols))) | set(range(*VOCAB.values(COPY.symbols)))
+    drawn: set[int] = set()
     for row_inputs, row_labels in zip(inputs.tolist(), labels.tolist(), strict=True):
-        content = [token for token in row_inputs[:area] if token != SPEC.blank]
-        assert row_inputs[area:] == [SPEC.copy] * SPEC.copy_tokens
+        content = [token for token in row_inputs[:area] if token != VOCAB.blank]
+        assert row_inputs[area:] == [VOCAB.copy] * COPY.size
         assert row_labels[area:] == content and set(row_labels[:area]) == {IGNORE}
+        drawn |= set(content)
+    assert drawn <= allowed and len(drawn) > COPY.symbols  # from the tier's keys and its values
 
 
 def test_noisy_recall_asks_only_about_keys_seen_before_and_noise_is_never_a_key() -> None:
-    inputs, labels = noisy_recall(SPEC, 16, generator())
+    inputs, labels = noisy_recall(RECALL, VOCAB, 16, generator())
     asked = 0
     for row_inputs, row_labels in zip(inputs.tolist(), labels.tolist(), strict=True):
         stored: dict[int, int] = {}
@@ -70,9 +82,26 @@ def test_noisy_recall_asks_only_about_keys_seen_before_and_noise_is_never_a_key(
 
 
 def test_held_out_instances_differ_from_training_ones() -> None:
-    train_inputs, _ = mqar(SPEC, 64, generator(0))
-    held_out, _ = mqar(SPEC, 64, generator(2**31 - 1))
+    train_inputs, _ = mqar(MQAR, VOCAB, 64, generator(0))
+    held_out, _ = mqar(MQAR, VOCAB, 64, generator(2**31 - 1))
     assert not (train_inputs[:, None] == held_out[None]).all(-1).any()
+
+
+def test_every_profile_has_a_hard_mqar_tier_beyond_a_heads_key_dimension() -> None:
+    for profile in PROFILES.values():
+        head_dim = profile.d_model // profile.n_heads
+        hard = [t for t in profile.tasks if t.kind == "mqar" and t.size > head_dim]
+        assert hard, profile.name
+        for task in hard:
+            inputs, labels = mqar(task, profile.task_vocabulary, 2, generator())
+            assert inputs.shape == (2, task.seq_len) and int((labels[0] != IGNORE).sum()) == task.size
+            assert int(inputs.max()) < profile.vocab_size
+
+
+def test_a_profile_without_a_hard_mqar_tier_is_refused() -> None:
+    easy_only = tuple(t for t in PROFILES["tiny"].tasks if t.name != "mqar_hard")
+    with pytest.raises(AssertionError, match="no hard MQAR tier"):
+        dataclasses.replace(PROFILES["tiny"], tasks=easy_only)
 
 
 def test_a_folder_corpus_is_split_by_file_and_cached(tmp_path: Path) -> None:
