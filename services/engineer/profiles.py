@@ -106,7 +106,7 @@ PROFILES: dict[str, Profile] = {
         task_vocab=160,
         # The easy tiers are sized so that the budget can learn them: with 8 pairs over 128 task
         # tokens and 4 rows per task, every baseline with a decay stayed at chance (a baseline run
-        # of commit 2270062); at this size they learn, at rates that differ by family (BASELINES.md).
+        # of commit 2270062); at this size they learn, at rates that differ by family (the README's table).
         # The hard tier holds more pairs than a head's 64 key dimensions can store orthogonally;
         # each row asks 72 questions, so 4 rows per step supervise more positions than 12 easy rows.
         tasks=(
