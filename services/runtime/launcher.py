@@ -105,6 +105,11 @@ class ServiceProcess:
             self._log.close()
 
 
+def interrupted_exit() -> int:
+    say("interrupted: the run is kept in the log; `asi-arch run` on the same data dir resumes it")
+    return 130  # the shell's code for a process ended by SIGINT
+
+
 async def load(store: EventStore) -> tuple[Projection, int]:
     """The projection of the whole log, and the stream sequence to follow from."""
     projection = Projection()
@@ -150,8 +155,7 @@ class Launcher:
         try:
             return asyncio.run(self._main(url))
         except KeyboardInterrupt:
-            say("interrupted: the run is kept in the log; `asi-arch run` on the same data dir resumes it")
-            return 130
+            return interrupted_exit()
         finally:
             if nats is not None:
                 nats.stop()
@@ -230,13 +234,26 @@ class Launcher:
                         f"see {process.log_path}")
                     process.start()
 
+        # Ctrl-C ends the follow loop like a finished run does: cancelling the task instead could be
+        # swallowed by a library awaiting at that instant, and the run would go on to the end.
+        interrupted = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def interrupt() -> None:
+            interrupted.set()
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGINT, interrupt)
         watcher = asyncio.create_task(watch())
         try:
             await store.follow(handle, start_seq=start_seq, stop=stop)
         finally:
+            loop.remove_signal_handler(signal.SIGINT)  # from here a Ctrl-C is a KeyboardInterrupt again
             watcher.cancel()
             for process in processes:
                 process.stop()
+        if interrupted.is_set():
+            return interrupted_exit()
         if failure:
             say("error: " + failure[0])
             return 1
