@@ -16,7 +16,7 @@ import torch
 from services.engineer.baselines import baseline_code
 from services.engineer.harness import run_experiment
 from services.engineer.profiles import PROFILES, get_profile
-from services.engineer.reference import baseline_result, render_markdown, run_baselines, separation
+from services.engineer.reference import baseline_result, render_markdown, run_baselines, separation, summarise
 from tests.engineer import mixers
 
 PROBES = ("build", "forward_backward", "finite", "causal", "complexity", "params")
@@ -87,6 +87,17 @@ def test_a_baseline_run_is_read_back_from_the_cache(experiment: tuple[dict, list
     markdown = render_markdown(table, "asi-arch baselines --profile tiny --seeds 1")
     assert f"| deltanet | {first['val_loss']:.3f} (0.000) |" in markdown
     assert table["separation"] is None and "Separation" not in markdown  # one baseline separates nothing
+
+    # Two seeds of a copy whose accuracies moved: the table shows the spread and says whether it separates.
+    moved = {**first, "seed": 1, "benchmarks": {t: a + 0.01 for t, a in first["benchmarks"].items()},
+             "benchmark_mean": first["benchmark_mean"] + 0.01}
+    weak = {**first, "benchmark_mean": first["benchmark_mean"] - 0.5}
+    entries = {"deltanet": {"runs": [first, moved], **summarise([first, moved])},
+               "weak": {"runs": [weak], **summarise([weak])}}
+    two = {**table, "seeds": 2, "baselines": entries, "separation": separation(entries)}
+    markdown = render_markdown(two, "asi-arch baselines --profile tiny --seeds 2")
+    assert f"{entries['deltanet']['benchmark_mean']:.3f} (0.010)" in markdown
+    assert "Separation: best (deltanet) minus worst (weak) on the benchmark mean is 0.505, which exceeds" in markdown
 
 
 def test_separation_compares_the_best_worst_gap_with_three_times_the_noisiest_seed_spread() -> None:
