@@ -43,6 +43,10 @@ def baseline_result(name: str, profile: str, seed: int, data_dir: Path, *, corpu
     return {**result, "cached": False}
 
 
+def _mean_and_spread(values: list[float]) -> tuple[float, float]:
+    return sum(values) / len(values), max(values) - min(values)
+
+
 def summarise(runs: list[dict]) -> dict:
     """Mean and spread over seeds of the figures the judge compares against."""
     done = [r for r in runs if r["ok"]]
@@ -50,14 +54,10 @@ def summarise(runs: list[dict]) -> dict:
     if not done:
         return summary
     for figure in ("val_loss", "benchmark_mean", "tokens_per_s", "train_seconds"):
-        values = [r[figure] for r in done]
-        mean = sum(values) / len(values)
-        summary[figure] = mean
-        summary[f"{figure}_spread"] = max(values) - min(values)
-    tasks = done[0]["benchmarks"]
-    summary["benchmarks"] = {task: sum(r["benchmarks"][task] for r in done) / len(done) for task in tasks}
-    summary["benchmarks_spread"] = {task: max(r["benchmarks"][task] for r in done)
-                                    - min(r["benchmarks"][task] for r in done) for task in tasks}
+        summary[figure], summary[f"{figure}_spread"] = _mean_and_spread([r[figure] for r in done])
+    per_task = {task: _mean_and_spread([r["benchmarks"][task] for r in done]) for task in done[0]["benchmarks"]}
+    summary["benchmarks"] = {task: mean for task, (mean, _) in per_task.items()}
+    summary["benchmarks_spread"] = {task: spread for task, (_, spread) in per_task.items()}
     summary["params"] = done[0]["params"]
     summary["complexity_exponent"] = done[0]["checks"]["complexity"]["exponent"]
     return summary
