@@ -76,8 +76,7 @@ def _events(args: argparse.Namespace) -> list:
 def cmd_export(args: argparse.Namespace) -> int:
     events = read_data_dir(args.data_dir)
     with open(args.output, "w") as out:
-        for env in events:
-            out.write(envelope.to_line(env) + "\n")
+        out.writelines(envelope.export_lines(events))
     print(f"exported {len(events)} events to {args.output}", file=sys.stderr)
     return 0
 

@@ -3,7 +3,9 @@
 The chain: ``hash = sha256(prev_hash || deterministic bytes of the envelope with hash
 empty)``. ``sequence`` is the position in the chain (1-based); the first event links to
 ``GENESIS``. An exported log is one canonical JSON object per line, so a changed byte
-either changes the envelope (the hash no longer matches) or breaks the canonical form.
+either changes the envelope (the hash no longer matches) or breaks the canonical form, and
+it ends with a trailer line that seals the count and the head hash, so a file cut after
+any event (even at a line boundary) no longer verifies.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from google.protobuf import json_format
@@ -21,6 +23,7 @@ from services import __version__
 from services.pb import events_pb2
 
 GENESIS = "0" * 64
+TRAILER_KEY = "asi_arch_export"  # the last line of an export: {"asi_arch_export": {"events": N, "head": H}}
 TYPE_URL_PREFIX = "asi-arch/"
 
 # Every payload message of events.proto; the envelope's `type` is the message name.
@@ -131,28 +134,63 @@ def from_line(line: str) -> events_pb2.Envelope:
     return env
 
 
+def trailer_line(events: int, head: str) -> str:
+    return json.dumps({TRAILER_KEY: {"events": events, "head": head}}, sort_keys=True, separators=(",", ":"))
+
+
+def parse_trailer(line: str) -> tuple[int, str] | None:
+    """(event count, head hash) if ``line`` is an export trailer, else None."""
+    if TRAILER_KEY not in line:
+        return None
+    try:
+        sealed = json.loads(line)[TRAILER_KEY]
+        return int(sealed["events"]), str(sealed["head"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def export_lines(envs: Iterable[events_pb2.Envelope]) -> Iterator[str]:
+    """The audit file, line by line (newline included): every event, then the sealing trailer."""
+    count, head = 0, GENESIS
+    for env in envs:
+        count, head = count + 1, env.hash
+        yield to_line(env) + "\n"
+    yield trailer_line(count, head) + "\n"
+
+
 @dataclass(frozen=True)
 class ChainReport:
     ok: bool
     events: int
     first_bad_sequence: int | None = None
     reason: str = ""
-    head: str = ""  # hash of the last event: compare with the live log's to detect a cut-off tail
+    head: str = ""  # hash of the last event, as sealed by the trailer
 
 
 def verify_chain(lines: Iterable[str]) -> ChainReport:
-    """Check every link of an exported log; name the first position where it breaks."""
+    """Check every link of an exported log and its trailer; name the first position where it breaks.
+
+    An edit, insertion, removal or reorder breaks a link; a cut anywhere removes the trailer
+    or leaves one that no longer matches. (Whoever rewrites the trailer after a cut makes a
+    shorter valid log: compare the head with the live log's or a published one.)
+    """
     prev_hash = GENESIS
     count = 0
+    sealed: tuple[int, str] | None = None
     for position, raw in enumerate(lines, start=1):
         line = raw.rstrip("\n")
+        if sealed is not None:
+            return ChainReport(False, count, position, f"line {position} follows the trailer")
+        sealed = parse_trailer(line)
+        if sealed is not None:
+            continue
         try:
             env = from_line(line)
         except MalformedEvent as exc:
             return ChainReport(False, count, position, f"line {position}: {exc}")
         if env.sequence != position:
             return ChainReport(False, count, position,
-                               f"expected sequence {position}, found {env.sequence} (removed or reordered)")
+                               f"expected sequence {position}, found {env.sequence} (removed, inserted or reordered)")
         if env.prev_hash != prev_hash:
             return ChainReport(False, count, position, "prev_hash does not link to the previous event")
         if compute_hash(env) != env.hash:
@@ -163,4 +201,11 @@ def verify_chain(lines: Iterable[str]) -> ChainReport:
             return ChainReport(False, count, position, str(exc))
         prev_hash = env.hash
         count += 1
+    if sealed is None:
+        return ChainReport(False, count, count + 1, f"no trailer after sequence {count}: the file was cut there "
+                                                    "(or was not written by `events export`)")
+    if sealed != (count, prev_hash):
+        return ChainReport(False, count, count + 1, f"the trailer seals {sealed[0]} events with head {sealed[1][:12]}, "
+                                                    f"the file holds {count} with head {prev_hash[:12]}: cut after "
+                                                    f"sequence {count}")
     return ChainReport(True, count, head=prev_hash)

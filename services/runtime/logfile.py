@@ -54,8 +54,11 @@ def read_file(path: Path) -> list[events_pb2.Envelope]:
     """Events of an exported file; raises MalformedEvent on a line that does not parse."""
     if not path.exists():
         raise LogNotFound(f"{path} does not exist")
-    with path.open() as lines:
-        return [envelope.from_line(line.rstrip("\n")) for line in lines if line.strip()]
+    with path.open() as handle:
+        lines = [line.rstrip("\n") for line in handle if line.strip()]
+    if lines and envelope.parse_trailer(lines[-1]) is not None:
+        lines.pop()  # the export's seal: `events verify` checks it
+    return [envelope.from_line(line) for line in lines]
 
 
 def fold(events: list[events_pb2.Envelope]) -> Projection:

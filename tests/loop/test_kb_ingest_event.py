@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from services.runtime import envelope
+from services.runtime.logfile import read_file
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -34,7 +35,7 @@ def test_ingestion_is_an_event_and_is_idempotent(tmp_path: Path) -> None:
 
     exported = tmp_path / "log.jsonl"
     assert cli("events", "export", "--data-dir", str(data), "-o", str(exported)).returncode == 0
-    events = [envelope.from_line(line) for line in exported.read_text().splitlines()]
+    events = read_file(exported)
     ingested = [envelope.unpack(e) for e in events if e.type == "KnowledgeIngested"]
     assert len(ingested) == 1
     assert list(ingested[0].entry_ids) == [entry["id"] for entry in report["entries"]]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.runtime import envelope
+from services.runtime.logfile import read_file
 
 pytestmark = pytest.mark.slow
 EXPERIMENTS = 3
@@ -42,7 +43,7 @@ def processes_touching(data_dir: Path) -> list[str]:
 def exported(data_dir: Path, path: Path) -> list[envelope.events_pb2.Envelope]:
     result = cli("events", "export", "--data-dir", str(data_dir), "-o", str(path))
     assert result.returncode == 0, result.stderr
-    return [envelope.from_line(line) for line in path.read_text().splitlines()]
+    return read_file(path)
 
 
 def test_a_run_resumes_and_its_log_verifies_replays_and_audits(tmp_path: Path) -> None:

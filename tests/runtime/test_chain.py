@@ -1,5 +1,5 @@
-"""The exported audit file: `events verify` catches any edit, removal or reorder, and
-`replay` rebuilds the same projections (same digest) every time."""
+"""The exported audit file: `events verify` catches any edit, insertion, removal, reorder or
+truncation, and `replay` rebuilds the same projections (same digest) every time."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ async def exported(store: EventStore, tmp_path: Path) -> Path:
         await store.append(events_pb2.ArchitectureJudged(arch_id=arch, fitness=fitness, terms={"loss": fitness}),
                            run_id="run-1", aggregate_id=arch)
     path = tmp_path / "log.jsonl"
-    path.write_text("".join(envelope.to_line(r.env) + "\n" for r in await store.read_all() if r.env))
+    path.write_text("".join(envelope.export_lines(r.env for r in await store.read_all() if r.env)))
     return path
 
 
@@ -63,7 +63,7 @@ def test_an_untouched_log_verifies(exported: Path) -> None:
 
 def test_changing_any_byte_breaks_the_chain_at_that_event(exported: Path, tmp_path: Path) -> None:
     lines = lines_of(exported)
-    target = random.randrange(len(lines))
+    target = random.randrange(len(lines) - 1)  # an event line; the trailer has its own tests
     line = lines[target]
     position = random.randrange(len(line) - 1)  # never the newline
     original = line[position]
@@ -92,15 +92,42 @@ def test_removing_an_event_is_caught(exported: Path, tmp_path: Path) -> None:
     assert "chain broken at sequence 5" in result.stderr
 
 
-def test_a_cut_off_tail_shows_in_the_head_hash(exported: Path) -> None:
-    # A hash chain cannot tell a truncated log from a shorter one; the head hash that
-    # verify prints is what an auditor compares with the live log.
+def test_a_cut_at_a_line_boundary_is_caught_after_the_last_event_kept(exported: Path, tmp_path: Path) -> None:
     lines = lines_of(exported)
-    full, cut = envelope.verify_chain(lines), envelope.verify_chain(lines[:-1])
-    assert full.ok and cut.ok
-    assert cut.events == full.events - 1
-    assert cut.head != full.head
-    assert full.head == json.loads(lines[-1])["hash"]
+    for keep in (0, 5, len(lines) - 1):  # nothing, a few events, every event but the trailer
+        result = verify_lines(lines[:keep], tmp_path)
+        assert result.returncode == 1
+        assert f"chain broken at sequence {keep + 1}" in result.stderr and "cut" in result.stderr
+
+
+def test_a_cut_that_keeps_the_trailer_is_caught(exported: Path, tmp_path: Path) -> None:
+    lines = lines_of(exported)
+    result = verify_lines([*lines[:10], lines[-1]], tmp_path)
+    assert result.returncode == 1
+    assert "chain broken at sequence 11" in result.stderr and "seals 13 events" in result.stderr
+
+
+def test_a_cut_inside_a_line_is_caught(exported: Path, tmp_path: Path) -> None:
+    text = exported.read_text()
+    result = verify_lines([text[: len(text) // 2]], tmp_path)
+    assert result.returncode == 1
+    assert "chain broken at sequence" in result.stderr
+
+
+def test_an_inserted_event_is_caught(exported: Path, tmp_path: Path) -> None:
+    lines = lines_of(exported)
+    lines.insert(3, lines[2])  # a valid event, repeated where it does not belong
+    result = verify_lines(lines, tmp_path)
+    assert result.returncode == 1
+    assert "chain broken at sequence 4" in result.stderr
+
+
+def test_the_trailer_seals_the_head_that_verify_prints(exported: Path) -> None:
+    lines = lines_of(exported)
+    report = envelope.verify_chain(lines)
+    assert report.ok and report.events == 13
+    assert report.head == json.loads(lines[-2])["hash"]
+    assert envelope.parse_trailer(lines[-1]) == (13, report.head)
 
 
 def test_swapping_two_events_is_caught(exported: Path, tmp_path: Path) -> None:

@@ -55,8 +55,8 @@ async def test_concurrent_writers_exactly_one_wins_and_the_other_retries(store: 
 async def test_many_writers_keep_one_unbroken_chain(store: EventStore) -> None:
     writers = [store.append(proposed(f"a{i}"), run_id="r", aggregate_id=f"arch-a{i}") for i in range(12)]
     await asyncio.gather(*writers)
-    lines = [envelope.to_line(r.env) for r in await store.read_all() if r.env]
-    assert len(lines) == 12
+    lines = list(envelope.export_lines(r.env for r in await store.read_all() if r.env))
+    assert len(lines) == 12 + 1  # and the trailer
     report = envelope.verify_chain(lines)
     assert report.ok, report.reason
 
@@ -82,5 +82,4 @@ async def test_malformed_message_is_rejected_as_an_event_and_skipped(store: Even
     assert len(rejected) == 1
     assert "not a protobuf envelope" in envelope.unpack(rejected[0].env).reason
     # The chain skips the foreign bytes and still holds.
-    lines = [envelope.to_line(r.env) for r in await store.read_all() if r.env]
-    assert envelope.verify_chain(lines).ok
+    assert envelope.verify_chain(envelope.export_lines(r.env for r in await store.read_all() if r.env)).ok

@@ -32,7 +32,7 @@ async def test_appends_survive_a_server_restart(tmp_path: Path) -> None:
             await store.append(events_pb2.ArchitectureProposed(arch_id="a4"), run_id="r", aggregate_id="a4")
             records = await store.read_all()
             assert [envelope.unpack(r.env).arch_id for r in records] == ["a0", "a1", "a2", "a3", "a4"]
-            assert envelope.verify_chain(envelope.to_line(r.env) for r in records).ok
+            assert envelope.verify_chain(envelope.export_lines(r.env for r in records)).ok
         finally:
             await store.close()
             restarted.stop()
