@@ -5,6 +5,8 @@ deliveries becomes a dead-letter event."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 from nats.js.errors import NotFoundError
@@ -76,16 +78,30 @@ async def test_a_killed_workers_job_is_redelivered_and_finished_once(store: Even
 
 
 async def test_two_workers_share_the_queue_without_doing_a_job_twice(store: EventStore, services: Services) -> None:
-    for name in ("worker-a", "worker-b"):
-        services.start("engineer", ASI_WORKER_ID=name)
+    # A lease far longer than the test: a held worker's job must not be redelivered while it is held.
+    workers = {name: services.start("engineer", ASI_WORKER_ID=name, ASI_JOB_ACK_WAIT_S="600")
+               for name in ("worker-a", "worker-b")}
     await wait_until(workers_waiting(2), store)
-    for n in range(3):
-        await jobs.submit(store.js, job(n))
+    await jobs.submit(store.js, job(0))
+    records = await wait_for(store, lambda rs: len(of_type(rs, "TrainingStarted")) == 1, 60, "the first job to start")
+    first = envelope.unpack(of_type(records, "TrainingStarted")[0].env).worker
+    # Hold the worker that took the first job (its sandbox child keeps training) until the second
+    # job has started: only the other worker can take it, however fast the first job trains.
+    os.kill(workers[first].pid, signal.SIGSTOP)
+    try:
+        await jobs.submit(store.js, job(1))
+        records = await wait_for(store, lambda rs: len(of_type(rs, "TrainingStarted")) == 2, 60,
+                                 "the second job to start")
+    finally:
+        os.kill(workers[first].pid, signal.SIGCONT)
+    await jobs.submit(store.js, job(2))
     await jobs.submit(store.js, job(0))  # a re-submitted job id is not a second job
     records = await wait_for(store, lambda rs: len(of_type(rs, "TrainingFinished")) >= 3, 300, "three jobs")
     finished = [envelope.unpack(r.env) for r in of_type(records, "TrainingFinished")]
     assert sorted(f.job_id for f in finished) == ["job-0", "job-1", "job-2"]
     assert {f.worker for f in finished} == {"worker-a", "worker-b"}
+    by_job = {f.job_id: f.worker for f in finished}
+    assert by_job["job-0"] == first and by_job["job-1"] != first
     started = [envelope.unpack(r.env) for r in of_type(records, "TrainingStarted")]
     assert sorted(s.job_id for s in started) == ["job-0", "job-1", "job-2"]
 
