@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,10 +12,12 @@ import torch.nn.functional as F
 
 from services.engineer.baselines import BASELINES as BASELINE_FILES
 from services.engineer.baselines import baseline_code
+from services.engineer.harness import check_code
 from services.engineer.profiles import get_profile
 from services.researcher.genome import (
     BASELINES,
     DEFAULTS,
+    NOT_SEARCHED,
     SEED_COMPONENTS,
     canonical,
     components_of,
@@ -30,7 +33,7 @@ from services.researcher.genome import (
     validate,
 )
 from services.researcher.novelty import functional_fingerprint, load_mixer_class
-from services.runtime.vocabulary import COMPONENTS
+from services.runtime.vocabulary import COMPONENTS, SCALES
 
 D_MODEL, N_HEADS, ODD_LENGTH = 32, 2, 77
 TINY = get_profile("tiny")
@@ -248,3 +251,61 @@ def test_deltaproduct_takes_each_tokens_householder_steps_in_order():
     expected = mixer.o_proj(o * F.silu(mixer.g_proj(x)))
 
     torch.testing.assert_close(mixer(x), expected, rtol=1e-4, atol=1e-5)
+
+
+PROBE_STARTS = [
+    SEED_COMPONENTS,
+    BASELINES["linear_attention"],
+    {**BASELINES["gated_deltanet"], "decay": "mixed"},
+    BASELINES["gla"],
+    BASELINES["mamba2"],
+    {**SEED_COMPONENTS, "path": "local_global"},
+]
+
+
+def _applies(design: dict[str, str], axis: str, value: str) -> bool:
+    return design[axis] == value and axis in relevant_axes(design)
+
+
+def designs_covering_every_searched_value() -> list[dict[str, str]]:
+    """Few designs, within the tiny profile's budget, that between them apply every value the
+    search can propose (defaults are in every design): each probe run costs seconds."""
+    values = {axis: [v for v in vs if v != DEFAULTS[axis] and v not in NOT_SEARCHED.get(axis, ())]
+              for axis, vs in COMPONENTS.items()}
+    pending = {(axis, value) for axis, vs in values.items() for value in vs}
+    designs = []
+    while pending:
+        best: tuple[dict[str, str], set[tuple[str, str]]] | None = None
+        for start in PROBE_STARTS:
+            design, kept = canonical(start), set()
+            for axis in sorted(COMPONENTS, key=lambda a: a in SCALES):  # structure first: it makes scales apply
+                for value in values[axis]:
+                    if (axis, value) not in pending or axis in kept:
+                        continue
+                    moved = make_valid({**design, axis: value}, keep=kept | {axis})
+                    fitted = fit_budget(moved, kept | {axis}, TINY.d_model, TINY.n_heads)
+                    if fitted is None or not _applies(fitted, axis, value):
+                        continue
+                    if all(fitted[a] == design[a] for a in kept):
+                        design, kept = fitted, kept | {axis}
+                        break
+            covered = {(a, v) for a, v in pending if _applies(design, a, v)}
+            if best is None or len(covered) > len(best[1]):
+                best = (design, covered)
+        assert best is not None and best[1], f"no design applies {sorted(pending)}"
+        pending -= best[1]
+        designs.append(best[0])
+    return designs
+
+
+@pytest.mark.slow
+def test_every_searched_value_passes_the_engineers_probes():
+    """Every value the search can propose, rendered and run through the engineer's sandboxed
+    probes (build, forward/backward, finite, causal, complexity, parameter budget) at tiny."""
+    designs = designs_covering_every_searched_value()
+    assert len(designs) <= 16  # each costs a sandboxed run of several seconds
+    readme = Path(__file__).resolve().parents[2] / "services" / "researcher" / "README.md"
+    assert f"in {len(designs)} designs" in readme.read_text()
+    for design in designs:
+        report = check_code(code_for(design), profile="tiny")
+        assert report["ok"], (signature(design), report["errors"])
