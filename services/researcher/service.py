@@ -119,7 +119,7 @@ class ResearcherService(EventService):
                 experience_statistics(self.projection, run.run_id),
                 key=arch_id,
                 turn=_turn(archs),
-                avoid={genome.signature(a.components) for a in archs if _readable(a.components)},
+                avoid={signature for a in archs if (signature := _signature(a.components))},
             )
         except RuntimeError as exc:
             self.log.info("researcher.parent_exhausted", run_id=run.run_id, parent=chosen.parent, reason=str(exc))
@@ -339,8 +339,12 @@ def _turn(archs: list[ArchitectureView]) -> int:
     return sum(a.operator in OPERATORS for a in archs)
 
 
-def _readable(components: dict[str, str]) -> bool:
-    return not genome.problems({**genome.DEFAULTS, **components}) and set(components) <= set(genome.DEFAULTS)
+def _signature(components: dict[str, str]) -> str:
+    """The design's signature; empty for no genome (a seed file the evolve mind cannot read) or
+    one the vocabulary no longer holds (a log written by an older genome: axes it lacks are defaults)."""
+    if not components or genome.problems(full := {**genome.DEFAULTS, **components}):
+        return ""
+    return genome.signature(full)
 
 
 @functools.lru_cache(maxsize=1024)
