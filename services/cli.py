@@ -17,6 +17,7 @@ from services.cognition.commands import add_parsers as add_kb_parsers
 from services.cognition.ingest import IngestReport
 from services.engineer.commands import add_parsers as add_engineer_parsers
 from services.pb import events_pb2
+from services.researcher.selection import DEFAULT_STRATEGY, STRATEGIES
 from services.runtime import envelope
 from services.runtime.eventstore import EventStore
 from services.runtime.launcher import Launcher, UsageError, load, run_options, start_run
@@ -208,6 +209,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engineers", type=int, default=1, help="engineer workers (jobs in flight)")
     parser.add_argument("--corpus", help="text file or folder to train on (default: the Python standard library)")
     parser.add_argument("--new-run", action="store_true", help="start a new run even if the log holds one")
+    parser.add_argument("--parent-strategy", default=DEFAULT_STRATEGY, choices=STRATEGIES,
+                        help="how the researcher picks parents (see services/researcher/selection.py)")
+    parser.add_argument("--seed-arch", nargs="+", metavar="FILE",
+                        help="Mixer files the run starts from, beside the baseline")
     parser.add_argument("--json", action="store_true")
 
 

@@ -1,7 +1,8 @@
-"""The researcher: keeps the experiment budget in flight. It proposes the seed baseline,
-then children of the best candidates (retrieving literature and experience from
-cognition), gates each by novelty, requests its training, discards failures (proposing a
-repair where one applies) and ends the run when the budget is spent and all is analysed.
+"""The researcher: keeps the experiment budget in flight. It proposes the seed baseline and
+any ``--seed-arch`` architectures, then children of parents chosen by the run's selection
+strategy (``selection.py``), retrieving literature and experience from cognition; gates
+each by novelty, requests its training, discards failures (proposing a repair where one
+applies) and ends the run when the budget is spent and all is analysed.
 
 Every id it mints is derived from the log (run id and proposal count), so a restarted
 researcher makes the same decisions instead of new ones.
@@ -10,20 +11,24 @@ researcher makes the same decisions instead of new ones.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import json
 import random
 
 from services.cognition.client import CognitionClient
+from services.engineer.profiles import get_profile
 from services.pb import events_pb2, jobs_pb2
 from services.researcher import genome
-from services.researcher.mind import Candidate, EvolveMind, Proposal, Reference
+from services.researcher.experience import experience_statistics
+from services.researcher.mind import OPERATORS, Candidate, EvolveMind, Proposal, Reference
 from services.researcher.novelty import functional_fingerprint
+from services.researcher.selection import DEFAULT_STRATEGY, Member, Selection, select
 from services.runtime import jobs
 from services.runtime.app import EventService, main
 from services.runtime.envelope import event_id_for
 from services.runtime.projection import ArchitectureView, RunView
 
-POOL_TOP = 10  # parents are drawn uniformly from the best candidates, as in the paper
 MAX_REPAIRS = 2  # repairs of one lineage before a failure is final
 MAX_REJECTIONS = 25  # novelty rejections in one run before the researcher stops proposing
 REFERENCES_K = 6
@@ -89,44 +94,69 @@ class ResearcherService(EventService):
             await self._finish(run, reason)
 
     async def _propose_child(self, run: RunView) -> str | None:
-        mind = EvolveMind(run.seed)
         archs = self.projection.of_run(run.run_id)
         arch_id = arch_id_for(run.run_id, len(archs))
-        parent, selection = self._select_parent(run, arch_id)
-        references = await self._references(run, parent)
-        tried = {genome.signature(a.components) for a in archs if a.components}
+        proposed_seeds = sum(a.operator == "seed" and not a.is_baseline for a in archs)
+        if proposed_seeds < len(run.seed_architectures):
+            given = run.seed_architectures[proposed_seeds]
+            return await self._submit(
+                run,
+                EvolveMind(run.seed).seed_architecture(given["name"], given["code"]),
+                parents=[],
+                baseline=False,
+                selection=f"seed architecture {proposed_seeds + 1} of {len(run.seed_architectures)} (--seed-arch)",
+                arch_id=arch_id,
+            )
+        profile = get_profile(run.profile)
+        mind = EvolveMind(run.seed, budget=(profile.d_model, profile.n_heads))
+        chosen = self._select_parent(run, arch_id)
+        parents = [self.projection.archs[arch] for arch in (chosen.parent, *chosen.partners)]
+        references = await self._references(run, parents[0])
         try:
             proposal = mind.propose(
-                Candidate(parent.arch_id, parent.name, parent.code, parent.fitness or 0.5),
+                [Candidate(p.arch_id, p.name, p.code, p.fitness or 0.5) for p in parents],
                 references,
+                experience_statistics(self.projection, run.run_id),
                 key=arch_id,
-                avoid=tried,
+                turn=_turn(archs),
+                avoid={signature for a in archs if (signature := _signature(a.components))},
             )
         except RuntimeError as exc:
-            self.log.info("researcher.parent_exhausted", run_id=run.run_id, parent=parent.arch_id, reason=str(exc))
+            self.log.info("researcher.parent_exhausted", run_id=run.run_id, parent=chosen.parent, reason=str(exc))
             self.exhausted.add(run.run_id)
             return None
         return await self._submit(
             run,
             proposal,
-            parents=[parent.arch_id],
+            parents=list(proposal.parent_ids),
             baseline=False,
-            selection=selection,
+            selection=chosen.text,
             arch_id=arch_id,
             references=references,
+            chosen=chosen,
         )
 
-    def _select_parent(self, run: RunView, arch_id: str) -> tuple[ArchitectureView, str]:
-        pool = [a for a in self.projection.leaderboard(run.run_id) if a.status == "analyzed"][:POOL_TOP]
-        if not pool:
-            baseline = self.projection.baseline(run.run_id)
-            assert baseline is not None
-            return baseline, "the pool is empty so far: derived from the seed"
-        parent = random.Random(f"{run.seed}:{arch_id}:parent").choice(pool)
-        rank = pool.index(parent) + 1
-        return parent, (
-            f"drawn uniformly from the top {len(pool)} of the pool: rank {rank}, fitness {parent.fitness:.4f}"
-        )
+    def _select_parent(self, run: RunView, arch_id: str) -> Selection:
+        """The parent (and crossover partners) under the run's strategy, from the scored designs the
+        evolve mind can read; the baseline counts from the start, at the judge's 0.5 until scored."""
+        archs = self.projection.of_run(run.run_id)
+        children: dict[str, int] = {}
+        for arch in archs:
+            for parent in arch.parents:
+                children[parent] = children.get(parent, 0) + 1
+        members = [
+            Member(
+                a.arch_id,
+                a.fitness if a.fitness is not None else 0.5,
+                children.get(a.arch_id, 0),
+                island=a.selection.get("island") if a.origin != "seed" else None,
+                seed=a.origin == "seed",
+            )
+            for a in archs
+            if (a.is_baseline or (a.status == "analyzed" and a.fitness is not None)) and _readable_code(a.code)
+        ]
+        rng = random.Random(f"{run.seed}:{arch_id}:parent")
+        return select(run.parent_strategy or DEFAULT_STRATEGY, members, rng, _turn(archs))
 
     async def _references(self, run: RunView, parent: ArchitectureView) -> list[Reference]:
         query = parent.analysis or (
@@ -157,6 +187,7 @@ class ResearcherService(EventService):
         arch_id: str | None = None,
         references: list[Reference] = (),
         repair_of_attempt: int = 0,
+        chosen: Selection | None = None,
     ) -> str | None:
         """Propose, gate by novelty, and request training; the proposal's event id, or None if rejected."""
         arch_id = arch_id or arch_id_for(run.run_id, len(self.projection.of_run(run.run_id)))
@@ -185,6 +216,9 @@ class ResearcherService(EventService):
             fingerprint=fingerprint,
             is_baseline=baseline,
             repair_of_attempt=repair_of_attempt,
+            operator=proposal.operator,
+            parent_strategy=chosen.strategy if chosen else "",
+            selection_json=json.dumps(chosen.numbers, sort_keys=True) if chosen else "",
         )
         common = {"run_id": run.run_id, "aggregate_id": arch_id, "correlation_id": run.started_event_id}
         env = await self.store.append(proposed, event_id=event_id_for("proposed", arch_id), **common)
@@ -298,6 +332,29 @@ class ResearcherService(EventService):
             correlation_id=run.started_event_id,
         )
         self.log.info("run.finished", run_id=run.run_id, reason=reason)
+
+
+def _turn(archs: list[ArchitectureView]) -> int:
+    """How many children the evolve mind's operators have proposed in the run: whose turn is next."""
+    return sum(a.operator in OPERATORS for a in archs)
+
+
+def _signature(components: dict[str, str]) -> str:
+    """The design's signature; empty for no genome (a seed file the evolve mind cannot read) or
+    one the vocabulary no longer holds (a log written by an older genome: axes it lacks are defaults)."""
+    if not components or genome.problems(full := {**genome.DEFAULTS, **components}):
+        return ""
+    return genome.signature(full)
+
+
+@functools.lru_cache(maxsize=1024)
+def _readable_code(code: str) -> bool:
+    """Whether the evolve mind can read ``code`` as a genome (a rendered file or a baseline file)."""
+    try:
+        genome.components_of(code)
+    except ValueError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from services.engineer.profiles import get_profile
 from services.pb import events_pb2
+from services.researcher.selection import DEFAULT_STRATEGY, STRATEGIES
 from services.runtime.eventstore import EventStore, Record
 from services.runtime.natsserver import EmbeddedNats, free_port, running_url
 from services.runtime.processes import die_with_parent
@@ -46,6 +47,8 @@ class RunOptions:
     job_ack_wait_s: float
     as_json: bool
     new_run: bool = False
+    parent_strategy: str = DEFAULT_STRATEGY
+    seed_archs: tuple[Path, ...] = ()
 
 
 class UsageError(ValueError):
@@ -62,12 +65,20 @@ def run_options(args: Any) -> RunOptions:
         raise UsageError(str(exc)) from exc
     if args.corpus and not Path(args.corpus).exists():
         raise UsageError(f"--corpus {args.corpus} does not exist")
+    strategy = getattr(args, "parent_strategy", DEFAULT_STRATEGY)
+    if strategy not in STRATEGIES:
+        raise UsageError(f"--parent-strategy {strategy}: unknown; known: {', '.join(STRATEGIES)}")
+    seed_archs = tuple(Path(p) for p in getattr(args, "seed_arch", None) or ())
+    for path in seed_archs:
+        if not path.is_file():
+            raise UsageError(f"--seed-arch {path} is not a file")
     return RunOptions(
         data_dir=getattr(args, "data_dir", Path(".asi")), experiments=args.experiments, profile=args.profile,
         seed=args.seed, engineers=args.engineers, corpus=str(Path(args.corpus).resolve()) if args.corpus else "",
         nats_url=args.nats or "", qdrant_url=getattr(args, "qdrant", None) or "",
         llm_url=getattr(args, "llm_url", None) or "", llm_model=getattr(args, "llm_model", "default"),
-        job_ack_wait_s=getattr(args, "job_ack_wait", 30.0), as_json=args.json, new_run=args.new_run)
+        job_ack_wait_s=getattr(args, "job_ack_wait", 30.0), as_json=args.json, new_run=args.new_run,
+        parent_strategy=strategy, seed_archs=seed_archs)
 
 
 def say(message: str) -> None:
@@ -123,12 +134,16 @@ async def load(store: EventStore) -> tuple[Projection, int]:
 async def start_run(store: EventStore, o: RunOptions) -> RunView:
     """Append RunStarted: from then on the services drive the run."""
     run_id = "run-" + uuid.uuid4().hex[:12]
+    seeds = [events_pb2.SeedArchitecture(name=path.stem, code=path.read_text()) for path in o.seed_archs]
     env = await store.append(
         events_pb2.RunStarted(profile=o.profile, experiments=o.experiments, seed=o.seed, mind="evolve",
-                              corpus=o.corpus, engineers=o.engineers),
+                              corpus=o.corpus, engineers=o.engineers, parent_strategy=o.parent_strategy,
+                              seed_architectures=seeds),
         run_id=run_id, aggregate_id=run_id, expected_version=0)
     say(f"run {run_id} started: {o.experiments} experiments, profile {o.profile}, {o.engineers} engineer worker(s)")
-    return RunView(run_id, o.profile, o.experiments, o.seed, "evolve", o.corpus, o.engineers, env.event_id)
+    return RunView(run_id, o.profile, o.experiments, o.seed, "evolve", o.corpus, o.engineers, env.event_id,
+                   parent_strategy=o.parent_strategy,
+                   seed_architectures=[{"name": a.name, "code": a.code} for a in seeds])
 
 
 class Launcher:

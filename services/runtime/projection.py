@@ -46,6 +46,9 @@ class ArchitectureView:
     is_baseline: bool
     fingerprint: str
     repair_of_attempt: int
+    operator: str = ""
+    parent_strategy: str = ""
+    selection: dict[str, Any] = field(default_factory=dict)  # the numbers behind the choice of parents
     status: str = "proposed"
     job_id: str = ""
     progress: dict[str, float] = field(default_factory=dict)
@@ -78,9 +81,22 @@ class RunView:
     corpus: str
     engineers: int
     started_event_id: str
+    parent_strategy: str = ""
+    seed_architectures: list[dict[str, str]] = field(default_factory=list)  # {"name", "code"}
     finished: bool = False
     best_arch_id: str = ""
     reason: str = ""
+
+
+def _selection(text: str) -> dict[str, Any]:
+    """The numbers behind a parent choice; a payload that is not a JSON object is kept as text, not fatal."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"unreadable": text}
+    return value if isinstance(value, dict) else {"unreadable": text}
 
 
 class Projection:
@@ -108,7 +124,9 @@ class Projection:
 
     def _on_RunStarted(self, env: events_pb2.Envelope, e: events_pb2.RunStarted) -> None:
         self.runs[env.run_id] = RunView(env.run_id, e.profile, e.experiments, e.seed, e.mind, e.corpus,
-                                        e.engineers, env.event_id)
+                                        e.engineers, env.event_id, parent_strategy=e.parent_strategy,
+                                        seed_architectures=[{"name": a.name, "code": a.code}
+                                                            for a in e.seed_architectures])
 
     def _on_RunFinished(self, env: events_pb2.Envelope, e: events_pb2.RunFinished) -> None:
         run = self.runs.get(env.run_id)
@@ -122,7 +140,8 @@ class Projection:
             origin=e.origin, citations=[{"entry_id": c.entry_id, "kind": c.kind, "score": round(c.score, 6)}
                                         for c in e.citations],
             mutation=e.mutation, parent_selection=e.parent_selection, mind=e.mind, is_baseline=e.is_baseline,
-            fingerprint=e.fingerprint, repair_of_attempt=e.repair_of_attempt,
+            fingerprint=e.fingerprint, repair_of_attempt=e.repair_of_attempt, operator=e.operator,
+            parent_strategy=e.parent_strategy, selection=_selection(e.selection_json),
         )
         self.archs[e.arch_id].last_event_id = env.event_id
         parents = ", ".join(e.parent_ids) or "none"

@@ -13,7 +13,7 @@ def view(arch_id: str, components: dict[str, str], *, fitness: float | None, val
     benchmarks = benchmarks or {"mqar": 0.5, "copy": 0.5}
     return ArchitectureView(
         arch_id=arch_id, run_id="run", name=arch_id, parents=list(parents), motivation="", code="", code_hash="",
-        components=components, origin="literature" if parents else "seed",
+        components=components, origin="cognition" if parents else "seed",
         citations=[{"entry_id": "gated-deltanet-1", "kind": "cognition", "score": 0.7}] if parents else [],
         mutation="", parent_selection="", mind="evolve", is_baseline=baseline, fingerprint="", repair_of_attempt=0,
         result={} if failure else {"val_loss": val_loss, "benchmark_mean": sum(benchmarks.values()) / 2,

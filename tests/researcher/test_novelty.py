@@ -19,7 +19,7 @@ def test_names_comments_and_motivation_do_not_change_the_fingerprint():
         render(SEED_COMPONENTS, "a-completely-new-idea", "Nothing like the seed, honestly.")
         .replace("self.q_proj", "self.query_projection")
         .replace("o_norm", "output_norm")
-        .replace("# [B, T, C] each", "# queries, keys and values")
+        .replace("# [B, T, H, V]", "# the recurrence's output")
     )
     assert disguised != original
     assert functional_fingerprint(disguised) == functional_fingerprint(original)
@@ -31,7 +31,9 @@ def test_a_design_change_changes_the_fingerprint():
 
 
 def test_a_changed_constant_changes_the_fingerprint():
-    wider_conv = seed_code().replace("kernel_size: int = 4", "kernel_size: int = 3")
+    narrower_conv = "ShortConv(self.value_dim, 3)"
+    wider_conv = seed_code().replace("ShortConv(self.value_dim, 4)", narrower_conv)
+    assert narrower_conv in wider_conv
     assert functional_fingerprint(wider_conv) != functional_fingerprint(seed_code())
 
 

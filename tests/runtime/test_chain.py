@@ -25,7 +25,7 @@ async def exported(store: EventStore, tmp_path: Path) -> Path:
     """A small but real run history, appended through the store and exported."""
     run = await store.append(events_pb2.RunStarted(profile="tiny", experiments=2), run_id="run-1",
                              aggregate_id="run-1")
-    origins, decays = ("seed", "literature", "original"), ("none", "scalar", "vector")
+    origins, decays = ("seed", "cognition", "original"), ("none", "scalar", "vector")
     for i, fitness in enumerate((0.5, 0.61, 0.43)):
         arch = f"arch-{i}"
         parents = [] if i == 0 else ["arch-0"]
@@ -155,6 +155,6 @@ def test_report_counts_discoveries_their_origins_and_component_win_rates(exporte
     report = json.loads(result.stdout)
     assert (report["experiments"], report["discoveries"], report["baseline_fitness"]) == (2, 1, 0.5)
     assert report["discovery_curve"] == [{"experiments": 1, "discoveries": 1}, {"experiments": 2, "discoveries": 1}]
-    assert report["origins_of_discoveries"] == {"literature": {"count": 1, "share": 1.0}}
+    assert report["origins_of_discoveries"] == {"cognition": {"count": 1, "share": 1.0}}
     assert report["components"]["decay=scalar"] == {"tried": 1, "won": 1, "win_rate": 1.0}
     assert report["components"]["decay=vector"] == {"tried": 1, "won": 0, "win_rate": 0.0}

@@ -1,0 +1,109 @@
+"""Parent selection: each strategy draws as it says, records its numbers, and repeats under a seed."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+import pytest
+
+from services.researcher.selection import (
+    COLD_START,
+    ISLANDS,
+    MIGRATION_INTERVAL,
+    STRATEGIES,
+    Member,
+    select,
+)
+
+SEED = Member("seed", 0.5, seed=True)
+
+
+def pool(n: int, *, children: int = 0) -> list[Member]:
+    """The seed and n scored candidates, cand-00 the best; islands assigned round the ring."""
+    return [SEED] + [Member(f"cand-{i:02d}", 0.9 - i * 0.005, children, island=i % ISLANDS) for i in range(n)]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_each_strategy_repeats_under_a_seed_and_varies_across_seeds(strategy):
+    members = pool(30)
+    first = [select(strategy, members, random.Random(f"7:{n}"), n) for n in range(20)]
+    again = [select(strategy, members, random.Random(f"7:{n}"), n) for n in range(20)]
+    assert first == again
+    other = [select(strategy, members, random.Random(f"8:{n}"), n) for n in range(20)]
+    assert [s.parent for s in other] != [s.parent for s in first]
+    for chosen in first:
+        assert chosen.strategy == strategy and chosen.numbers["phase"] == "ranked" and chosen.text
+        assert chosen.parent not in chosen.partners and len(set(chosen.partners)) == len(chosen.partners)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_before_the_pool_is_ranked_the_seeds_are_the_parents(strategy):
+    second_seed = Member("seed-2", 0.45, seed=True)
+    members = [SEED, second_seed] + pool(COLD_START - 1)[1:]
+    for n in range(10):
+        chosen = select(strategy, members, random.Random(n), n)
+        assert chosen.numbers["phase"] == "cold_start" and chosen.numbers["scored"] == COLD_START - 1
+        assert chosen.parent in {"seed", "seed-2"} and set(chosen.partners) <= {"seed", "seed-2"}
+
+
+def test_unknown_strategies_and_empty_pools_are_refused():
+    with pytest.raises(ValueError, match="unknown parent strategy 'ucb'"):
+        select("ucb", pool(5), random.Random(0), 0)
+    with pytest.raises(ValueError, match="pool is empty"):
+        select("paper", [], random.Random(0), 0)
+
+
+def test_paper_draws_uniformly_from_the_top_10_with_references_from_ranks_11_to_50():
+    members = pool(60)  # 61 with the seed: ranks beyond 50 are outside the pool
+    rank = {m.arch_id: n for n, m in enumerate(sorted(members, key=lambda m: -m.fitness), start=1)}
+    parents = Counter()
+    for n in range(2000):
+        chosen = select("paper", members, random.Random(n), n)
+        parents[chosen.parent] += 1
+        assert chosen.numbers["pool"] == 50 and chosen.numbers["top"] == 10
+        assert rank[chosen.parent] <= 10 and chosen.numbers["rank"] == rank[chosen.parent]
+        references = [r["arch_id"] for r in chosen.numbers["references"]]
+        assert len(references) == 4 and all(11 <= rank[r] <= 50 for r in references)
+        assert list(chosen.partners) == references
+    assert len(parents) == 10 and all(140 < count < 260 for count in parents.values())  # 200 each expected
+
+
+def test_paper_crosses_within_the_top_10_while_nothing_ranks_beyond_it():
+    chosen = select("paper", pool(6), random.Random(0), 0)
+    assert chosen.numbers["references"] == [] and chosen.partners
+    assert all(p.startswith(("cand-", "seed")) for p in chosen.partners)
+
+
+def test_weighted_probabilities_are_the_sigmoid_of_z_over_one_plus_children():
+    members = [SEED, Member("a", 0.7, children=0), Member("b", 0.7, children=3), Member("c", 0.4)]
+    chosen = select("weighted", members, random.Random(0), 0)
+    fitness = [m.fitness for m in members]
+    mean = sum(fitness) / 4
+    std = math.sqrt(sum((f - mean) ** 2 for f in fitness) / 4)
+    weights = {m.arch_id: 1 / (1 + math.exp(-(m.fitness - mean) / std)) / (1 + m.children) for m in members}
+    row = chosen.numbers["chosen"]
+    assert row["probability"] == pytest.approx(weights[row["arch_id"]] / sum(weights.values()), abs=1e-6)
+    assert chosen.numbers["mean"] == pytest.approx(mean, abs=1e-6)
+    assert chosen.numbers["std"] == pytest.approx(std, abs=1e-6)
+
+    counts = Counter(select("weighted", members, random.Random(n), n).parent for n in range(3000))
+    # Same fitness, three more children: a quarter of the weight.
+    assert counts["b"] < counts["a"] / 2.5
+    assert counts["c"] < counts["seed"] < counts["a"]
+
+
+def test_islands_go_round_and_migrate_from_the_neighbour_every_interval():
+    members = pool(12)
+    best_of = {i: next(m.arch_id for m in members[1:] if m.island == i) for i in range(ISLANDS)}
+    for turn in range(2 * MIGRATION_INTERVAL * ISLANDS):
+        chosen = select("islands", members, random.Random(turn), turn)
+        island = turn % ISLANDS
+        assert chosen.island == island
+        parent = next(m for m in members if m.arch_id == chosen.parent)
+        if turn % MIGRATION_INTERVAL == MIGRATION_INTERVAL - 1:
+            assert chosen.numbers["migration"] and chosen.parent == best_of[(island - 1) % ISLANDS]
+        else:
+            assert not chosen.numbers["migration"] and parent.island in (island, None)
+        assert all(next(m for m in members if m.arch_id == p).island in (island, None) for p in chosen.partners)
