@@ -14,6 +14,7 @@ import hashlib
 import random
 
 from services.cognition.client import CognitionClient
+from services.judge.baselines import gated_deltanet_proposal
 from services.pb import events_pb2, jobs_pb2
 from services.researcher import genome
 from services.researcher.mind import Candidate, EvolveMind, Proposal, Reference
@@ -63,6 +64,10 @@ class ResearcherService(EventService):
                 selection="the seed baseline of the run",
             )
             return
+        if len(self.projection.baselines(run.run_id)) < 2:  # the second baseline, before any child
+            await self._submit(run, gated_deltanet_proposal(), parents=[], baseline=True,
+                               selection="the run's second baseline")
+            return
         if baseline.failure:
             await self._finish(
                 run, f"the baseline failed ({baseline.failure['kind']}): {baseline.failure['message'][:200]}"
@@ -80,7 +85,8 @@ class ResearcherService(EventService):
         if len(experiments) < run.experiments and len(in_flight) < max(1, run.engineers) and can_propose:
             await self._propose_child(run)
             return
-        if not in_flight and (len(experiments) >= run.experiments or not can_propose):
+        promoting = self.projection.promotions_pending(run.run_id)  # their re-runs finish inside the run
+        if not in_flight and not promoting and (len(experiments) >= run.experiments or not can_propose):
             reason = (
                 "experiment budget spent"
                 if len(experiments) >= run.experiments
@@ -117,7 +123,9 @@ class ResearcherService(EventService):
         )
 
     def _select_parent(self, run: RunView, arch_id: str) -> tuple[ArchitectureView, str]:
-        pool = [a for a in self.projection.leaderboard(run.run_id) if a.status == "analyzed"][:POOL_TOP]
+        seed = self.projection.baseline(run.run_id)  # the only baseline a child may descend from
+        pool = [a for a in self.projection.leaderboard(run.run_id)
+                if a.status == "analyzed" and (not a.is_baseline or a is seed)][:POOL_TOP]
         if not pool:
             baseline = self.projection.baseline(run.run_id)
             assert baseline is not None
