@@ -190,7 +190,7 @@ class Projection:
         result = {"val_loss": e.val_loss, "benchmarks": dict(sorted(e.benchmarks.items())),
                   "benchmark_mean": e.benchmark_mean, "params": e.params, "tokens_per_s": e.tokens_per_s,
                   "train_seconds": e.train_seconds, "checkpoint": e.checkpoint,
-                  "complexity_exponent": _complexity_exponent(e.checks_json)}
+                  "complexity_exponent": _complexity_exponent(e.checks_json), "sequence": env.sequence}
         if replicate is not None:
             if replicate["status"] in {"queued", "training"}:
                 replicate.update(status="trained", result=result)
@@ -237,7 +237,8 @@ class Projection:
         if view:
             view.promotion = {**view.promotion, "status": status, "seeds": list(e.seeds),
                               "per_seed": json.loads(e.per_seed_json or "{}"), "test": e.test,
-                              "statistics": json.loads(e.statistics_json or "{}"), "decision": e.decision}
+                              "statistics": json.loads(e.statistics_json or "{}"), "decision": e.decision,
+                              "sequence": env.sequence}
 
     def _on_ArchitecturePromoted(self, env: events_pb2.Envelope, e: events_pb2.ArchitecturePromoted) -> None:
         self._decided(env, e, "promoted")
