@@ -88,7 +88,8 @@ def _exploration(report: dict[str, Any]) -> str:
     ax.plot([p["experiments"] for p in curve], [p["discoveries"] for p in curve], marker="o",
             color=COLOURS["judged"])
     ax.set_xlabel("experiments finished")
-    ax.set_ylabel("fitness above the best baseline")
+    ax.set_ylabel("cumulative count")
+    ax.set_title("experiments whose fitness beats the best baseline's", fontsize=9)
     out = _png(fig)
     if len(curve) == 1:
         out += _note("A single experiment: the curve is one point.")
