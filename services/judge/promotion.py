@@ -26,6 +26,7 @@ METRICS = {"val_loss": -1.0, "benchmark_mean": 1.0}  # sign that makes "candidat
 class PromotionConfig:
     top_k: int = 3  # promotions per run among candidates that beat every baseline's fitness
     seeds: int = 3  # seeds of the re-runs, the architecture's own training seed first
+    above_baselines: bool = True  # eligible only above every baseline's fitness (saves re-runs that cannot win)
 
     def __post_init__(self) -> None:
         if self.seeds < 2:
@@ -40,13 +41,14 @@ def choose(fitness: float, best_baseline_fitness: float, earlier: list[float], r
            config: PromotionConfig) -> str:
     """Why this candidate is promoted, or "" when it is not.
 
-    Eligible only above every baseline's fitness; then promoted while fewer than ``top_k`` of
-    the run's promotions have been requested, or whenever it beats the best candidate so far.
+    Eligible only above every baseline's fitness (unless ``above_baselines`` is off); then promoted
+    while fewer than ``top_k`` of the run's promotions have been requested, or whenever it beats
+    the best candidate so far.
     """
-    if fitness <= best_baseline_fitness:
+    if config.above_baselines and fitness <= best_baseline_fitness:
         return ""
     if requested < config.top_k:
-        return (f"fitness {fitness:.4f} beats every baseline ({best_baseline_fitness:.4f}); promotion "
+        return (f"fitness {fitness:.4f} (best baseline {best_baseline_fitness:.4f}); promotion "
                 f"{requested + 1} of the run's top {config.top_k}")
     if earlier and fitness > max(earlier):
         return f"fitness {fitness:.4f} is the best of the run so far (previous best {max(earlier):.4f})"

@@ -39,7 +39,8 @@ class JudgeService(EventService):
     async def start(self) -> None:
         self.llm = from_settings(self.settings.llm_url, self.settings.llm_model)
         self.promotion = promotion.PromotionConfig(top_k=self.settings.promote_top_k,
-                                                   seeds=self.settings.promote_seeds)
+                                                   seeds=self.settings.promote_seeds,
+                                                   above_baselines=self.settings.promote_above_baselines)
         self.submitted: set[str] = set()  # replicate jobs this process has put on the queue
 
     async def react(self) -> None:

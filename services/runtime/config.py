@@ -43,6 +43,7 @@ class Settings:
     job_max_deliver: int  # deliveries before a job becomes a dead letter
     promote_top_k: int = 3  # the judge's promotions per run (plus any candidate that beats the best so far)
     promote_seeds: int = 3  # seeds of a promotion's re-runs, the candidate's own seed included
+    promote_above_baselines: bool = True  # only candidates whose fitness beats every baseline's are re-run
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,4 +66,5 @@ class Settings:
             job_max_deliver=int(os.environ.get("ASI_JOB_MAX_DELIVER", "3")),
             promote_top_k=int(os.environ.get("ASI_PROMOTE_TOP_K", "3")),
             promote_seeds=int(os.environ.get("ASI_PROMOTE_SEEDS", "3")),
+            promote_above_baselines=os.environ.get("ASI_PROMOTE_ABOVE_BASELINES", "1") != "0",
         )

@@ -298,11 +298,17 @@ class Launcher:
             tag = " (baseline)" if arch.is_baseline else ""
             say(f"  {rank:>4}  {arch.arch_id:<18} {(arch.name + tag)[:40]:<40} {arch.fitness:>8.4f} "
                 f"{arch.result.get('val_loss', 0):>9.4f} {arch.result.get('benchmark_mean', 0):>6.3f}")
-        say(f"\nresults: {results_path}\nlogs:    {self.log_dir}\nevent log: {self.data_dir / 'nats'} "
+        from services.analyst import report as html_report  # matplotlib: loaded only when a run ends
+        from services.analyst.analytics import run_analytics
+
+        report_path = html_report.write(run_analytics(projection, run.run_id), self.data_dir / "report")
+        say(f"\nreport:  {report_path}")
+        say(f"results: {results_path}\nlogs:    {self.log_dir}\nevent log: {self.data_dir / 'nats'} "
             f"(export with `asi-arch events export --data-dir {self.options.data_dir} -o run.jsonl`, "
             f"audit with `asi-arch audit ARCH_ID --data-dir {self.options.data_dir}`)")
         if self.options.as_json:
             payload: dict[str, Any] = {"run_id": run.run_id, "reason": run.reason, "results": str(results_path),
+                                       "report": str(report_path),
                                        "logs": str(self.log_dir), **summary}
             print(json.dumps(payload, sort_keys=True))
         return 0 if run.reason == "experiment budget spent" else 1

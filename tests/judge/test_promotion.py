@@ -57,5 +57,6 @@ def test_only_candidates_above_every_baseline_are_re_run_top_k_and_then_only_new
     assert "top 1" in choose(0.55, 0.5, [], 0, config)
     assert choose(0.54, 0.5, [0.55], 1, config) == ""  # the top k is full and it is not a new best
     assert "best of the run so far" in choose(0.60, 0.5, [0.55], 1, config)
+    assert "top 1" in choose(0.30, 0.5, [], 0, PromotionConfig(top_k=1, above_baselines=False))
     with pytest.raises(ValueError):
         PromotionConfig(seeds=1)
