@@ -279,6 +279,10 @@ class Launcher:
             "ArchitectureJudged": lambda e: f"{name} fitness {e.fitness:.4f}",
             "ArchitectureDiscarded": lambda e: f"{name} discarded: {e.reason}",
             "ArchitectureAnalyzed": lambda e: f"{name} analyzed: {e.outcome}",
+            "LeakChecked": lambda e: f"{name} leak rule: {e.verdict} ({e.reason[:160]})",
+            "PromotionRequested": lambda e: f"{name} chosen for promotion: re-runs on seeds {list(e.seeds)}",
+            "ArchitecturePromoted": lambda e: f"{name} PROMOTED to SOTA: {e.decision[:160]}",
+            "PromotionDenied": lambda e: f"{name} promotion denied: {e.decision[:160]}",
             "RunFinished": lambda e: f"run finished: {e.reason}",
             "EventRejected": lambda e: f"rejected a malformed message on {e.subject}: {e.reason}",
         }.get(env.type)
