@@ -28,6 +28,15 @@ def _complexity_exponent(checks_json: str) -> float | None:
         return None
 
 
+def _json(text: str) -> dict[str, Any]:
+    """A JSON field of an event; one that does not parse is kept as text rather than stopping the fold."""
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {"unreadable": text[:200]}
+    return value if isinstance(value, dict) else {"value": value}
+
+
 @dataclass
 class TrailEntry:
     sequence: int
@@ -216,28 +225,28 @@ class Projection:
             view.fitness, view.terms = e.fitness, dict(sorted(e.terms.items()))
             view.rationale, view.judge = e.rationale, e.judge
             view.baseline_ids = list(e.baseline_arch_ids) or ([e.baseline_arch_id] if e.baseline_arch_id else [])
-            view.judgement = json.loads(e.terms_json) if e.terms_json else {}
+            view.judgement = _json(e.terms_json)
             if e.promote:
                 view.promotion = {"status": "pending"}
 
     def _on_LeakChecked(self, env: events_pb2.Envelope, e: events_pb2.LeakChecked) -> None:
         view = self._trail(e.arch_id, env, f"leak rule: {e.verdict} ({e.reason})")
         if view:
-            view.leak = {"verdict": e.verdict, "reason": e.reason, "evidence": json.loads(e.evidence_json or "{}")}
+            view.leak = {"verdict": e.verdict, "reason": e.reason, "evidence": _json(e.evidence_json)}
 
     def _on_PromotionRequested(self, env: events_pb2.Envelope, e: events_pb2.PromotionRequested) -> None:
         view = self._trail(e.arch_id, env, f"promotion requested on seeds {list(e.seeds)}: {e.reason}")
         if view:
             view.promotion = {"status": "requested", "seeds": list(e.seeds), "baselines": list(e.baseline_arch_ids),
-                              "test": e.test, "reason": e.reason, "jobs": json.loads(e.jobs_json or "{}")}
+                              "test": e.test, "reason": e.reason, "jobs": _json(e.jobs_json)}
 
     def _decided(self, env: events_pb2.Envelope, e: events_pb2.ArchitecturePromoted | events_pb2.PromotionDenied,
                  status: str) -> None:
         view = self._trail(e.arch_id, env, f"{status}: {e.decision}")
         if view:
             view.promotion = {**view.promotion, "status": status, "seeds": list(e.seeds),
-                              "per_seed": json.loads(e.per_seed_json or "{}"), "test": e.test,
-                              "statistics": json.loads(e.statistics_json or "{}"), "decision": e.decision,
+                              "per_seed": _json(e.per_seed_json), "test": e.test,
+                              "statistics": _json(e.statistics_json), "decision": e.decision,
                               "sequence": env.sequence}
 
     def _on_ArchitecturePromoted(self, env: events_pb2.Envelope, e: events_pb2.ArchitecturePromoted) -> None:
@@ -259,7 +268,7 @@ class Projection:
             view.status = "analyzed"
             view.analysis, view.outcome, view.experience_id = e.summary, e.outcome, e.experience_id
             view.changes, view.analysis_tags = e.changes, list(e.tags)
-            view.code_diff, view.effects = e.code_diff, json.loads(e.effects_json) if e.effects_json else {}
+            view.code_diff, view.effects = e.code_diff, _json(e.effects_json)
 
     def _on_EventRejected(self, env: events_pb2.Envelope, e: events_pb2.EventRejected) -> None:
         self.rejected_messages += 1

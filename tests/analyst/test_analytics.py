@@ -92,3 +92,16 @@ def test_every_analytic_says_so_on_a_log_with_nothing_to_show() -> None:
     assert report["baselines"][0]["failure"]["kind"] == "runtime_error"
     assert "note" in report["sota_curve"]["fit"] and "note" in report["proxy_fidelity"]
     assert report["component_pareto"]["components"] == [] and not report["run"]["finished"]
+
+
+def test_a_malformed_json_field_is_kept_as_text_and_the_fold_goes_on() -> None:
+    from services.pb import events_pb2
+
+    h = History()
+    h.start()
+    h.propose("c1", changes={"decay": "scalar"}, origin="original")
+    h.train("c1", 2.0, 0.5)
+    h.add(events_pb2.LeakChecked(arch_id="c1", verdict="verified", evidence_json="{not json"), "c1")
+    h.judge("c1", 0.6)
+    view = h.projection().archs["c1"]
+    assert view.leak["evidence"] == {"unreadable": "{not json"} and view.fitness == 0.6
