@@ -112,7 +112,9 @@ def describe(arch: ArchitectureView, projection: Projection) -> str:
     """The decision trail of one architecture, for a person."""
     lines = [f"{arch.arch_id}  {arch.name}  (run {arch.run_id}, status {arch.status})"]
     if arch.is_baseline:
-        lines.append("  role:       the run's baseline (seed of the search)")
+        seed = projection.baseline(arch.run_id)
+        lines.append("  role:       " + ("a baseline of the run and the seed of the search" if arch is seed
+                                         else "a baseline of the run (never a parent)"))
     for parent_id in arch.parents:
         parent = projection.archs.get(parent_id)
         lines.append(f"  parent:     {parent_id} {parent.name if parent else '(unknown)'}")
@@ -136,6 +138,15 @@ def describe(arch: ArchitectureView, projection: Projection) -> str:
         terms = ", ".join(f"{k} {v:.3f}" for k, v in arch.terms.items())
         lines.append(f"  judged:     fitness {arch.fitness:.4f} ({terms}) by {arch.judge}")
         lines.append(f"  rationale:  {arch.rationale}")
+    if arch.leak:
+        lines.append(f"  leak rule:  {arch.leak['verdict']}: {arch.leak['reason']}")
+    if arch.promotion:
+        lines.append(f"  promotion:  {arch.promotion['status']} {arch.promotion.get('decision', '')}".rstrip())
+    for seed_number, replicate in sorted(arch.replicates.items()):
+        figures = replicate.get("result") or replicate.get("failure", {})
+        shown = (f"val_loss {figures['val_loss']:.4f}, benchmark mean {figures['benchmark_mean']:.3f}"
+                 if "val_loss" in figures else figures.get("kind", "in progress"))
+        lines.append(f"  re-run:     seed {seed_number} ({replicate['job_id']}): {replicate['status']}, {shown}")
     if arch.analysis:
         lines.append(f"  analysis:   [{arch.outcome}] {arch.analysis}")
     children = projection.descendants(arch.arch_id)
