@@ -112,7 +112,9 @@ def describe(arch: ArchitectureView, projection: Projection) -> str:
     """The decision trail of one architecture, for a person."""
     lines = [f"{arch.arch_id}  {arch.name}  (run {arch.run_id}, status {arch.status})"]
     if arch.is_baseline:
-        lines.append("  role:       the run's baseline (seed of the search)")
+        seed = projection.baseline(arch.run_id)
+        lines.append("  role:       " + ("a baseline of the run and the seed of the search" if arch is seed
+                                         else "a baseline of the run (never a parent)"))
     for parent_id in arch.parents:
         parent = projection.archs.get(parent_id)
         lines.append(f"  parent:     {parent_id} {parent.name if parent else '(unknown)'}")
@@ -136,6 +138,15 @@ def describe(arch: ArchitectureView, projection: Projection) -> str:
         terms = ", ".join(f"{k} {v:.3f}" for k, v in arch.terms.items())
         lines.append(f"  judged:     fitness {arch.fitness:.4f} ({terms}) by {arch.judge}")
         lines.append(f"  rationale:  {arch.rationale}")
+    if arch.leak:
+        lines.append(f"  leak rule:  {arch.leak['verdict']}: {arch.leak['reason']}")
+    if arch.promotion:
+        lines.append(f"  promotion:  {arch.promotion['status']} {arch.promotion.get('decision', '')}".rstrip())
+    for seed_number, replicate in sorted(arch.replicates.items()):
+        figures = replicate.get("result") or replicate.get("failure", {})
+        shown = (f"val_loss {figures['val_loss']:.4f}, benchmark mean {figures['benchmark_mean']:.3f}"
+                 if "val_loss" in figures else figures.get("kind", "in progress"))
+        lines.append(f"  re-run:     seed {seed_number} ({replicate['job_id']}): {replicate['status']}, {shown}")
     if arch.analysis:
         lines.append(f"  analysis:   [{arch.outcome}] {arch.analysis}")
     children = projection.descendants(arch.arch_id)
@@ -161,28 +172,33 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from services.analyst import report as html_report
+    from services.analyst.analytics import run_analytics
+
     projection = fold(_events(args))
     run = projection.runs.get(args.run) if args.run else projection.latest_run()
     if run is None:
         print(f"error: no run {args.run or ''} in the log", file=sys.stderr)
         return 1
-    report = {"run": asdict(run), "leaderboard": projection.summary()["leaderboard"][:10],
-              **projection.analytics(run.run_id)}
+    report = run_analytics(projection, run.run_id)
+    if args.output:
+        path = html_report.write(report, args.output)
+        print(f"report written to {path}", file=sys.stderr)
     if args.json:
         print(json.dumps(report, sort_keys=True))
         return 0
     state = f"finished: {run.reason}" if run.finished else "in progress"
+    rate = report["sota_rate"]
     print(f"run {run.run_id} ({run.profile}, budget {run.experiments}, {state})")
-    print(f"  {report['experiments']} experiments, {report['discoveries']} beat the baseline "
-          f"(fitness > {report['baseline_fitness']:.4f})")
+    print(f"  {report['experiments']} experiments, {report['discoveries']} beat the best baseline's fitness "
+          f"({report['baseline_fitness']:.4f}); {rate['sota']} SOTA of {rate['trained']} trained")
     for origin, share in report["origins_of_discoveries"].items():
         print(f"  discoveries from {origin:<10} {share['count']:>3} ({share['share']:.0%})")
     print("  discovery curve: " + " ".join(str(p["discoveries"]) for p in report["discovery_curve"]))
-    print("  components (tried / won / win rate):")
-    for tag, row in report["components"].items():
-        print(f"    {tag:<24} {row['tried']:>4} {row['won']:>4} {row['win_rate']:>6.0%}")
+    for item in report["promotions"]:
+        print(f"  promotion {item['arch_id']} {item['name']}: {item['status']} {item.get('decision', '')}")
     print("  leaderboard:")
-    for row in report["leaderboard"]:
+    for row in report["leaderboard"][:10]:
         print(f"    {row['arch_id']}  {row['name']:<40} fitness {row['fitness']:.4f}")
     return 0
 
@@ -265,10 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--json", action="store_true")
         command.set_defaults(func=func)
 
-    report = sub.add_parser("report", help="run analytics: discoveries, their origins, component win rates")
+    report = sub.add_parser("report", help="run analytics and the HTML discovery report")
     report.add_argument("--run", help="run id (default: the latest)")
     report.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     report.add_argument("--file", type=Path, help="read an exported log instead of the data dir")
+    report.add_argument("-o", "--output", type=Path, help="write OUTPUT/index.html, one self-contained page")
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=cmd_report)
 

@@ -3,9 +3,11 @@ cognition, and answers lineage and leaderboard queries over gRPC."""
 
 from __future__ import annotations
 
+import json
+
 import grpc
 
-from services.analyst.analysis import analyze
+from services.analyst.analysis import analyze, code_diff, effects
 from services.cognition.client import CognitionClient
 from services.pb import cognition_pb2, events_pb2, lineage_pb2, lineage_pb2_grpc
 from services.runtime import metrics
@@ -67,7 +69,11 @@ class AnalystService(EventService):
     async def _analyze(self, arch: ArchitectureView) -> None:
         archs = self.projection.archs
         parent = archs.get(arch.parents[0]) if arch.parents else None
-        analysis = analyze(arch, parent, self.projection.baseline(arch.run_id))
+        baselines = self.projection.baselines(arch.run_id)
+        analysis = analyze(arch, parent, self.projection.baseline(arch.run_id), baselines[1:])
+        siblings = [a for a in self.projection.of_run(arch.run_id)
+                    if parent is not None and a.parents[:1] == [parent.arch_id] and a.arch_id != arch.arch_id]
+        measured = effects(arch, parent, siblings, [b for b in baselines if b is not arch])
         summary, prompt, response, analysed_by = analysis.summary, "", "", "heuristic"
         if self.llm is not None and not arch.is_baseline:
             try:
@@ -88,7 +94,9 @@ class AnalystService(EventService):
             events_pb2.ArchitectureAnalyzed(arch_id=arch.arch_id, summary=summary,
                                             experience_id=experience_id, tags=list(analysis.tags),
                                             outcome=analysis.outcome, analyst=analysed_by, prompt=prompt,
-                                            response=response, changes=analysis.changes),
+                                            response=response, changes=analysis.changes,
+                                            code_diff=code_diff(arch, parent),
+                                            effects_json=json.dumps(measured, sort_keys=True)),
             run_id=arch.run_id, aggregate_id=arch.arch_id, event_id=event_id_for("analyzed", arch.arch_id),
             causation_id=arch.last_event_id, correlation_id=run.started_event_id if run else "",
         )

@@ -211,3 +211,69 @@ def check_params(count: int, reference: int, d_model: int, n_heads: int) -> dict
                                                    f"n_heads={n_heads}: {ratio:.2f}x DeltaNet's {reference} "
                                                    f"(allowed {allowed})", result)
     return result
+
+
+def training_length(profile: object | None) -> int:
+    """The longest sequence a profile trains on (text or any capability task); without a profile,
+    several times the short probe's length."""
+    if profile is None:
+        return 4 * CAUSAL_LEN
+    return max([profile.seq_len, *(task.seq_len for task in profile.tasks)])  # type: ignore[attr-defined]
+
+
+def _relative_change(a: torch.Tensor, b: torch.Tensor, scale: float) -> float:
+    return float((a - b).abs().max()) / scale
+
+
+@torch.no_grad()
+def check_causal_at_length(mixer: nn.Module, length: int, d_model: int) -> dict:
+    """The causal probe at the training length and width: a mixer may look ahead only on long
+    inputs (a branch on T, a window that opens past the short probe's length), which the short
+    probe cannot see. One row, a few forward passes."""
+    was_training = mixer.training
+    mixer.eval()
+    generator = torch.Generator().manual_seed(23)
+    x = torch.randn(1, length, d_model, generator=generator)
+    y = mixer(x)
+    scale = float(y.abs().max()) + 1e-6
+    positions = sorted({length // 2, length - 2, min(length - 2, CAUSAL_LEN + length // 4)})
+    changes = {}
+    for t in positions:
+        perturbed = x.clone()
+        perturbed[:, t + 1:] = torch.randn(1, length - t - 1, d_model, generator=generator)
+        changes[t] = _relative_change(mixer(perturbed)[:, : t + 1], y[:, : t + 1], scale)
+    prefix = length // 2
+    prefix_change = _relative_change(mixer(x[:, : prefix + 1]), y[:, : prefix + 1], scale)
+    mixer.train(was_training)
+    leaks = [t for t, change in changes.items() if change > CAUSAL_TOL]
+    result = {"ok": not leaks and prefix_change <= CAUSAL_TOL, "length": length, "d_model": d_model,
+              "changes": {str(t): c for t, c in changes.items()}, "leaking_positions": leaks,
+              "prefix_change": prefix_change, "tolerance": CAUSAL_TOL}
+    if leaks:
+        raise ProbeFailure("non_causal", f"at the training length {length}, outputs at positions <= {leaks[0]} "
+                                         f"change when later tokens change (relative change "
+                                         f"{changes[leaks[0]]:.3g}); the short probe at {CAUSAL_LEN} tokens "
+                                         "passed", result)
+    if prefix_change > CAUSAL_TOL:
+        raise ProbeFailure("non_causal", f"at the training length {length}, outputs for a prefix differ from "
+                                         f"the whole sequence's (relative change {prefix_change:.3g})", result)
+    return result
+
+
+@torch.no_grad()
+def trained_model_causality(model: nn.Module, tokens: torch.Tensor, vocab_size: int) -> dict:
+    """The leak rule's re-check of a trained language model: hidden states at and before t must not
+    change when the tokens after t are replaced. ``tokens`` is ``[1, T]`` at the training length."""
+    model.eval()
+    _, length = tokens.shape
+    hidden = model.hidden(tokens)  # type: ignore[operator]
+    scale = float(hidden.abs().max()) + 1e-6
+    generator = torch.Generator().manual_seed(29)
+    changes = {}
+    for t in sorted({CAUSAL_LEN // 2, length // 4, length // 2, length - 2}):
+        perturbed = tokens.clone()
+        perturbed[:, t + 1:] = torch.randint(0, vocab_size, (1, length - t - 1), generator=generator)
+        changes[t] = _relative_change(model.hidden(perturbed)[:, : t + 1], hidden[:, : t + 1], scale)  # type: ignore[operator]
+    leaks = [t for t, change in changes.items() if change > CAUSAL_TOL]
+    return {"causal": not leaks, "length": length, "changes": {str(t): c for t, c in changes.items()},
+            "leaking_positions": leaks, "max_relative_change": max(changes.values()), "tolerance": CAUSAL_TOL}

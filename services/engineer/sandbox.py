@@ -29,8 +29,12 @@ from pathlib import Path
 from services.engineer.sandbox_child import CANDIDATE_FILE, NOBODY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BOOTSTRAP = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
-             "from services.engineer.sandbox_child import main; main()")
+CHILD = "services.engineer.sandbox_child"
+
+
+def bootstrap(child: str) -> str:
+    """The child's command: import ``child`` (a module with ``main()``) from this checkout and run it."""
+    return f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); from {child} import main; main()"
 STDERR_TAIL = 4000
 
 
@@ -95,11 +99,13 @@ def run_sandboxed(
     on_event: Callable[[dict], None] | None = None,
     keep: tuple[str, ...] = (),
     keep_dir: Path | None = None,
+    child: str = CHILD,
 ) -> list[dict]:
     """Run one request in a fresh sandbox; return its events, the last being result or failure.
 
     ``on_event`` sees each event as it arrives, in the calling thread.  Files named in ``keep``
     are moved from the scratch directory into ``keep_dir`` before the scratch is deleted.
+    ``child`` is the module the sandboxed process runs (the judge's leak re-check has its own).
     """
     scratch = _make_scratch()
     namespaces = namespaces_available()
@@ -118,7 +124,7 @@ def run_sandboxed(
     (scratch / "request.json").write_text(json.dumps(request))
     (scratch / CANDIDATE_FILE).write_text(code)
     read_fd, write_fd = os.pipe()
-    argv = [*jail_prefix(), sys.executable, "-I", "-B", "-c", BOOTSTRAP, str(scratch), str(write_fd)]
+    argv = [*jail_prefix(), sys.executable, "-I", "-B", "-c", bootstrap(child), str(scratch), str(write_fd)]
     events: list[dict] = []
     stderr_file = tempfile.TemporaryFile()
     process: subprocess.Popen | None = None

@@ -221,7 +221,8 @@ def main() -> None:
         for stage, run in (
             ("forward_backward", lambda: probes.check_forward_backward(mixer)),
             ("finite", lambda: probes.check_finite(mixer)),
-            ("causal", lambda: probes.check_causal(mixer)),
+            ("causal", lambda: {**probes.check_causal(mixer), "at_length": probes.check_causal_at_length(
+                mixer_class(budget_d, budget_h), probes.training_length(profile), budget_d)}),
             ("complexity", lambda: probes.check_complexity(mixer, exempt=request["allow_quadratic"])),
             ("params", lambda: probes.check_params(params, reference_params, budget_d, budget_h)),
         ):

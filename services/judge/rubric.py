@@ -22,16 +22,18 @@ SYSTEM = (
 )
 
 
-def prompt(arch: ArchitectureView, baseline: ArchitectureView) -> str:
-    r, b = arch.result, baseline.result
+def prompt(arch: ArchitectureView, baselines: list[ArchitectureView]) -> str:
+    r = arch.result
+    measured = "; ".join(
+        f"vs baseline {b.name}: val_loss {r['val_loss']:.4f} vs {b.result['val_loss']:.4f}, benchmarks "
+        f"{r['benchmarks']} vs {b.result['benchmarks']}, params {r['params']} vs {b.result['params']}, "
+        f"tokens/s {r['tokens_per_s']:.0f} vs {b.result['tokens_per_s']:.0f}" for b in baselines)
     return (f"Candidate {arch.name}: {arch.motivation}\n\nChange from its parent: {arch.mutation}\n\n"
-            f"Measured (candidate vs baseline {baseline.name}): val_loss {r['val_loss']:.4f} vs {b['val_loss']:.4f}; "
-            f"benchmarks {r['benchmarks']} vs {b['benchmarks']}; params {r['params']} vs {b['params']}; "
-            f"tokens/s {r['tokens_per_s']:.0f} vs {b['tokens_per_s']:.0f}.\n\nCode:\n{arch.code}")
+            f"Measured: {measured}.\n\nCode:\n{arch.code}")
 
 
 async def llm_quality(client: LLMClient, arch: ArchitectureView,
-                      baseline: ArchitectureView) -> tuple[tuple[float, str], Exchange]:
-    exchange = await client.ask_json(SYSTEM, prompt(arch, baseline), schema_name="rubric", schema=SCHEMA)
+                      baselines: list[ArchitectureView]) -> tuple[tuple[float, str], Exchange]:
+    exchange = await client.ask_json(SYSTEM, prompt(arch, baselines), schema_name="rubric", schema=SCHEMA)
     score = min(max(float(exchange.answer["score"]), 0.0), 10.0)
     return (score / 10.0, f"rubric {score:.1f}/10 by {client.label}: {exchange.answer['rationale']}"), exchange

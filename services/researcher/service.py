@@ -18,6 +18,7 @@ import random
 
 from services.cognition.client import CognitionClient
 from services.engineer.profiles import get_profile
+from services.judge.baselines import gated_deltanet_proposal
 from services.pb import events_pb2, jobs_pb2
 from services.researcher import genome
 from services.researcher.experience import experience_statistics
@@ -68,6 +69,10 @@ class ResearcherService(EventService):
                 selection="the seed baseline of the run",
             )
             return
+        if len(self.projection.baselines(run.run_id)) < 2:  # the second baseline, before any child
+            await self._submit(run, gated_deltanet_proposal(), parents=[], baseline=True,
+                               selection="the run's second baseline")
+            return
         if baseline.failure:
             await self._finish(
                 run, f"the baseline failed ({baseline.failure['kind']}): {baseline.failure['message'][:200]}"
@@ -85,7 +90,8 @@ class ResearcherService(EventService):
         if len(experiments) < run.experiments and len(in_flight) < max(1, run.engineers) and can_propose:
             await self._propose_child(run)
             return
-        if not in_flight and (len(experiments) >= run.experiments or not can_propose):
+        promoting = self.projection.promotions_pending(run.run_id)  # their re-runs finish inside the run
+        if not in_flight and not promoting and (len(experiments) >= run.experiments or not can_propose):
             reason = (
                 "experiment budget spent"
                 if len(experiments) >= run.experiments
@@ -138,8 +144,10 @@ class ResearcherService(EventService):
 
     def _select_parent(self, run: RunView, arch_id: str) -> Selection:
         """The parent (and crossover partners) under the run's strategy, from the scored designs the
-        evolve mind can read; the baseline counts from the start, at the judge's 0.5 until scored."""
+        evolve mind can read; the seed counts from the start, at the judge's 0.5 until scored. The
+        second baseline (Gated DeltaNet) is a yardstick, never a parent: the search descends from the seed."""
         archs = self.projection.of_run(run.run_id)
+        seed = self.projection.baseline(run.run_id)
         children: dict[str, int] = {}
         for arch in archs:
             for parent in arch.parents:
@@ -153,7 +161,8 @@ class ResearcherService(EventService):
                 seed=a.origin == "seed",
             )
             for a in archs
-            if (a.is_baseline or (a.status == "analyzed" and a.fitness is not None)) and _readable_code(a.code)
+            if (a is seed or (not a.is_baseline and a.status == "analyzed" and a.fitness is not None))
+            and _readable_code(a.code)
         ]
         rng = random.Random(f"{run.seed}:{arch_id}:parent")
         return select(run.parent_strategy or DEFAULT_STRATEGY, members, rng, _turn(archs))

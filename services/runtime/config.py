@@ -41,6 +41,9 @@ class Settings:
     worker_id: str
     job_ack_wait_s: float  # how long a job may go without a heartbeat before redelivery
     job_max_deliver: int  # deliveries before a job becomes a dead letter
+    promote_top_k: int = 3  # the judge's promotions per run (plus any candidate that beats the best so far)
+    promote_seeds: int = 3  # seeds of a promotion's re-runs, the candidate's own seed included
+    promote_above_baselines: bool = True  # only candidates whose fitness beats every baseline's are re-run
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,4 +64,7 @@ class Settings:
             worker_id=os.environ.get("ASI_WORKER_ID", f"{os.uname().nodename}-{os.getpid()}"),
             job_ack_wait_s=float(os.environ.get("ASI_JOB_ACK_WAIT_S", "30")),
             job_max_deliver=int(os.environ.get("ASI_JOB_MAX_DELIVER", "3")),
+            promote_top_k=int(os.environ.get("ASI_PROMOTE_TOP_K", "3")),
+            promote_seeds=int(os.environ.get("ASI_PROMOTE_SEEDS", "3")),
+            promote_above_baselines=os.environ.get("ASI_PROMOTE_ABOVE_BASELINES", "1") != "0",
         )

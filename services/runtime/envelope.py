@@ -30,7 +30,7 @@ TYPE_URL_PREFIX = "asi-arch/"
 EVENT_TYPES: dict[str, type[Message]] = {
     name: getattr(events_pb2, name)
     for name in events_pb2.DESCRIPTOR.message_types_by_name
-    if name not in {"Envelope", "Producer", "Citation"}
+    if name not in {"Envelope", "Producer", "Citation", "SeedArchitecture"}
 }
 
 # Names for deterministic event ids (uuid5), so a re-done reaction republishes the same id.

@@ -176,7 +176,8 @@ class Launcher:
                 nats.stop()
 
     def _env(self, url: str, run_id: str, ports: dict[str, int]) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("ASI_")}
+        # The judge's promotion settings pass through (ASI_PROMOTE_*, see services/judge/README.md).
+        base = {k: v for k, v in os.environ.items() if not k.startswith("ASI_") or k.startswith("ASI_PROMOTE_")}
         return {**base, "ASI_NATS_URL": url, "ASI_DATA_DIR": str(self.data_dir), "ASI_RUN_ID": run_id,
                 "ASI_COGNITION_ADDR": f"127.0.0.1:{ports['cognition']}",
                 "ASI_LINEAGE_ADDR": f"127.0.0.1:{ports['analyst']}", "ASI_QDRANT_URL": self.options.qdrant_url,
@@ -294,6 +295,10 @@ class Launcher:
             "ArchitectureJudged": lambda e: f"{name} fitness {e.fitness:.4f}",
             "ArchitectureDiscarded": lambda e: f"{name} discarded: {e.reason}",
             "ArchitectureAnalyzed": lambda e: f"{name} analyzed: {e.outcome}",
+            "LeakChecked": lambda e: f"{name} leak rule: {e.verdict} ({e.reason[:160]})",
+            "PromotionRequested": lambda e: f"{name} chosen for promotion: re-runs on seeds {list(e.seeds)}",
+            "ArchitecturePromoted": lambda e: f"{name} PROMOTED to SOTA: {e.decision[:160]}",
+            "PromotionDenied": lambda e: f"{name} promotion denied: {e.decision[:160]}",
             "RunFinished": lambda e: f"run finished: {e.reason}",
             "EventRejected": lambda e: f"rejected a malformed message on {e.subject}: {e.reason}",
         }.get(env.type)
@@ -313,11 +318,17 @@ class Launcher:
             tag = " (baseline)" if arch.is_baseline else ""
             say(f"  {rank:>4}  {arch.arch_id:<18} {(arch.name + tag)[:40]:<40} {arch.fitness:>8.4f} "
                 f"{arch.result.get('val_loss', 0):>9.4f} {arch.result.get('benchmark_mean', 0):>6.3f}")
-        say(f"\nresults: {results_path}\nlogs:    {self.log_dir}\nevent log: {self.data_dir / 'nats'} "
+        from services.analyst import report as html_report  # matplotlib: loaded only when a run ends
+        from services.analyst.analytics import run_analytics
+
+        report_path = html_report.write(run_analytics(projection, run.run_id), self.data_dir / "report")
+        say(f"\nreport:  {report_path}")
+        say(f"results: {results_path}\nlogs:    {self.log_dir}\nevent log: {self.data_dir / 'nats'} "
             f"(export with `asi-arch events export --data-dir {self.options.data_dir} -o run.jsonl`, "
             f"audit with `asi-arch audit ARCH_ID --data-dir {self.options.data_dir}`)")
         if self.options.as_json:
             payload: dict[str, Any] = {"run_id": run.run_id, "reason": run.reason, "results": str(results_path),
+                                       "report": str(report_path),
                                        "logs": str(self.log_dir), **summary}
             print(json.dumps(payload, sort_keys=True))
         return 0 if run.reason == "experiment budget spent" else 1

@@ -20,6 +20,23 @@ from services.pb import events_pb2
 TERMINAL = {"analyzed", "rejected"}
 
 
+def _complexity_exponent(checks_json: str) -> float | None:
+    """The complexity probe's cost exponent from a training's pre-flight checks, if it ran."""
+    try:
+        return float(json.loads(checks_json)["complexity"]["exponent"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _json(text: str) -> dict[str, Any]:
+    """A JSON field of an event; one that does not parse is kept as text rather than stopping the fold."""
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {"unreadable": text[:200]}
+    return value if isinstance(value, dict) else {"value": value}
+
+
 @dataclass
 class TrailEntry:
     sequence: int
@@ -63,6 +80,16 @@ class ArchitectureView:
     experience_id: str = ""
     changes: str = ""
     analysis_tags: list[str] = field(default_factory=list)
+    seed: int = 0  # the seed of the architecture's own training
+    # Seed replicates requested by the judge, by seed: {"job_id", "status", "result" | "failure"}.
+    # Kept apart from `result`: a replicate never moves the status above.
+    replicates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    baseline_ids: list[str] = field(default_factory=list)  # the baselines the judge compared against
+    judgement: dict[str, Any] = field(default_factory=dict)  # every term and its inputs per baseline
+    leak: dict[str, Any] = field(default_factory=dict)  # the leak rule's verdict and evidence, if triggered
+    promotion: dict[str, Any] = field(default_factory=dict)  # status: pending | requested | promoted | denied
+    code_diff: str = ""
+    effects: dict[str, Any] = field(default_factory=dict)
     trail: list[TrailEntry] = field(default_factory=list)
     last_event_id: str = ""  # causation for the next reaction to this architecture
 
@@ -106,6 +133,7 @@ class Projection:
         self.rejected_messages = 0
         self.knowledge_ingested: list[str] = []
         self.events = 0
+        self.replicate_jobs: dict[str, tuple[str, int]] = {}  # job id -> (arch id, seed)
 
     # -- the fold ----------------------------------------------------------------------------
 
@@ -154,33 +182,57 @@ class Projection:
             view.failure = {"kind": e.gate, "message": e.reason}
 
     def _on_TrainingRequested(self, env: events_pb2.Envelope, e: events_pb2.TrainingRequested) -> None:
-        view = self._trail(e.arch_id, env, f"training requested: profile {e.profile}, seed {e.seed}")
-        if view:
-            view.status, view.job_id = "queued", e.job_id
+        what = "replicate training" if e.purpose == "replicate" else "training"
+        view = self._trail(e.arch_id, env, f"{what} requested: profile {e.profile}, seed {e.seed}")
+        if view and e.purpose == "replicate":
+            self.replicate_jobs[e.job_id] = (e.arch_id, e.seed)
+            view.replicates.setdefault(e.seed, {"job_id": e.job_id, "status": "queued"})
+        elif view:
+            view.status, view.job_id, view.seed = "queued", e.job_id, e.seed
+
+    def _replicate(self, job_id: str) -> dict[str, Any] | None:
+        """The replicate entry a job reports on, or None for an architecture's own training."""
+        if job_id not in self.replicate_jobs:
+            return None
+        arch_id, seed = self.replicate_jobs[job_id]
+        entry = self.archs[arch_id].replicates[seed]
+        return entry if entry["job_id"] == job_id else None
 
     def _on_TrainingStarted(self, env: events_pb2.Envelope, e: events_pb2.TrainingStarted) -> None:
         view = self._trail(e.arch_id, env, f"training started on {e.worker} (delivery {e.delivery})")
-        if view and view.status == "queued":
+        replicate = self._replicate(e.job_id) if view else None
+        if replicate is not None:
+            replicate["status"] = "training" if replicate["status"] == "queued" else replicate["status"]
+        elif view and view.status == "queued":
             view.status = "training"
 
     def _on_TrainingProgress(self, env: events_pb2.Envelope, e: events_pb2.TrainingProgress) -> None:
         view = self.archs.get(e.arch_id)
-        if view:
+        if view and e.job_id not in self.replicate_jobs:
             view.progress = {"step": e.step, "steps": e.steps, "train_loss": e.train_loss}
 
     def _on_TrainingFinished(self, env: events_pb2.Envelope, e: events_pb2.TrainingFinished) -> None:
         view = self._trail(e.arch_id, env, f"trained: val_loss {e.val_loss:.4f}, benchmark mean "
                                            f"{e.benchmark_mean:.3f}, {e.params} params, {e.train_seconds:.1f}s")
-        if view and view.status in {"queued", "training"}:
+        replicate = self._replicate(e.job_id) if view else None
+        result = {"val_loss": e.val_loss, "benchmarks": dict(sorted(e.benchmarks.items())),
+                  "benchmark_mean": e.benchmark_mean, "params": e.params, "tokens_per_s": e.tokens_per_s,
+                  "train_seconds": e.train_seconds, "checkpoint": e.checkpoint,
+                  "complexity_exponent": _complexity_exponent(e.checks_json), "sequence": env.sequence}
+        if replicate is not None:
+            if replicate["status"] in {"queued", "training"}:
+                replicate.update(status="trained", result=result)
+        elif view and view.status in {"queued", "training"}:
             view.status = "trained"
-            view.result = {"val_loss": e.val_loss, "benchmarks": dict(sorted(e.benchmarks.items())),
-                           "benchmark_mean": e.benchmark_mean, "params": e.params,
-                           "tokens_per_s": e.tokens_per_s, "train_seconds": e.train_seconds,
-                           "checkpoint": e.checkpoint}
+            view.result = result
 
     def _on_TrainingFailed(self, env: events_pb2.Envelope, e: events_pb2.TrainingFailed) -> None:
         view = self._trail(e.arch_id, env, f"training failed ({e.kind}): {e.message}")
-        if view and view.status in {"queued", "training"}:
+        replicate = self._replicate(e.job_id) if view else None
+        if replicate is not None:
+            if replicate["status"] in {"queued", "training"}:
+                replicate.update(status="failed", failure={"kind": e.kind, "message": e.message})
+        elif view and view.status in {"queued", "training"}:
             view.status = "failed"
             view.failure = {"kind": e.kind, "message": e.message}
 
@@ -191,10 +243,42 @@ class Projection:
             view.status = "judged"
             view.fitness, view.terms = e.fitness, dict(sorted(e.terms.items()))
             view.rationale, view.judge = e.rationale, e.judge
+            view.baseline_ids = list(e.baseline_arch_ids) or ([e.baseline_arch_id] if e.baseline_arch_id else [])
+            view.judgement = _json(e.terms_json)
+            if e.promote:
+                view.promotion = {"status": "pending"}
+
+    def _on_LeakChecked(self, env: events_pb2.Envelope, e: events_pb2.LeakChecked) -> None:
+        view = self._trail(e.arch_id, env, f"leak rule: {e.verdict} ({e.reason})")
+        if view:
+            view.leak = {"verdict": e.verdict, "reason": e.reason, "evidence": _json(e.evidence_json)}
+
+    def _on_PromotionRequested(self, env: events_pb2.Envelope, e: events_pb2.PromotionRequested) -> None:
+        view = self._trail(e.arch_id, env, f"promotion requested on seeds {list(e.seeds)}: {e.reason}")
+        if view:
+            view.promotion = {"status": "requested", "seeds": list(e.seeds), "baselines": list(e.baseline_arch_ids),
+                              "test": e.test, "reason": e.reason, "jobs": _json(e.jobs_json)}
+
+    def _decided(self, env: events_pb2.Envelope, e: events_pb2.ArchitecturePromoted | events_pb2.PromotionDenied,
+                 status: str) -> None:
+        view = self._trail(e.arch_id, env, f"{status}: {e.decision}")
+        if view:
+            view.promotion = {**view.promotion, "status": status, "seeds": list(e.seeds),
+                              "per_seed": _json(e.per_seed_json), "test": e.test,
+                              "statistics": _json(e.statistics_json), "decision": e.decision,
+                              "sequence": env.sequence}
+
+    def _on_ArchitecturePromoted(self, env: events_pb2.Envelope, e: events_pb2.ArchitecturePromoted) -> None:
+        self._decided(env, e, "promoted")
+
+    def _on_PromotionDenied(self, env: events_pb2.Envelope, e: events_pb2.PromotionDenied) -> None:
+        self._decided(env, e, "denied")
 
     def _on_ArchitectureDiscarded(self, env: events_pb2.Envelope, e: events_pb2.ArchitectureDiscarded) -> None:
         view = self._trail(e.arch_id, env, f"discarded: {e.reason}")
-        if view and view.status == "failed":
+        if view and view.status == "trained":  # the leak rule: trained, but its result is not trusted
+            view.failure = {"kind": e.failure_kind, "message": e.reason}
+        if view and view.status in {"failed", "trained"}:
             view.status = "discarded"
 
     def _on_ArchitectureAnalyzed(self, env: events_pb2.Envelope, e: events_pb2.ArchitectureAnalyzed) -> None:
@@ -203,6 +287,7 @@ class Projection:
             view.status = "analyzed"
             view.analysis, view.outcome, view.experience_id = e.summary, e.outcome, e.experience_id
             view.changes, view.analysis_tags = e.changes, list(e.tags)
+            view.code_diff, view.effects = e.code_diff, _json(e.effects_json)
 
     def _on_EventRejected(self, env: events_pb2.Envelope, e: events_pb2.EventRejected) -> None:
         self.rejected_messages += 1
@@ -219,7 +304,16 @@ class Projection:
         return [a for a in self.archs.values() if a.run_id == run_id]
 
     def baseline(self, run_id: str) -> ArchitectureView | None:
+        """The seed baseline: the run's first proposal, the root of its lineage."""
         return next((a for a in self.of_run(run_id) if a.is_baseline), None)
+
+    def baselines(self, run_id: str) -> list[ArchitectureView]:
+        """Every baseline of the run, the seed first: what the judge compares candidates against."""
+        return [a for a in self.of_run(run_id) if a.is_baseline]
+
+    def promotions_pending(self, run_id: str) -> list[ArchitectureView]:
+        """Candidates chosen for promotion whose decision is not in the log yet."""
+        return [a for a in self.of_run(run_id) if a.promotion.get("status") in {"pending", "requested"}]
 
     def experiments(self, run_id: str | None = None) -> list[ArchitectureView]:
         """Proposals that went on to training: the experiments of the budget."""
@@ -259,35 +353,6 @@ class Projection:
                     frontier.append(child)
         return found
 
-    def analytics(self, run_id: str) -> dict[str, Any]:
-        """The run-level analyses of the paper: discoveries (experiments that beat the baseline)
-        over time, where the winning ideas came from, and which components win how often."""
-        experiments = [a for a in self.experiments(run_id) if a.fitness is not None or a.terminal]
-        baseline = self.baseline(run_id)
-        bar = baseline.fitness if baseline is not None and baseline.fitness is not None else 0.5
-        wins = [a for a in experiments if a.fitness is not None and a.fitness > bar]
-        curve, found = [], 0
-        for n, arch in enumerate(experiments, start=1):
-            found += arch in wins
-            curve.append({"experiments": n, "discoveries": found})
-        origins: dict[str, int] = {}
-        for arch in wins:
-            origins[arch.origin] = origins.get(arch.origin, 0) + 1
-        components: dict[str, dict[str, int]] = {}
-        for arch in experiments:
-            for axis, value in arch.components.items():
-                row = components.setdefault(f"{axis}={value}", {"tried": 0, "won": 0})
-                row["tried"] += 1
-                row["won"] += arch in wins
-        return {
-            "run_id": run_id, "experiments": len(experiments), "discoveries": len(wins), "baseline_fitness": bar,
-            "discovery_curve": curve,
-            "origins_of_discoveries": {k: {"count": v, "share": round(v / len(wins), 4)}
-                                       for k, v in sorted(origins.items())},
-            "components": {k: {**v, "win_rate": round(v["won"] / v["tried"], 4)}
-                           for k, v in sorted(components.items())},
-        }
-
     def summary(self) -> dict[str, Any]:
         """Everything replay reports, with a digest over it."""
         body = {
@@ -304,6 +369,9 @@ class Projection:
             ],
             "lineage": [{"parent": p, "child": c} for p, c in self.lineage()],
             "rejected_messages": self.rejected_messages,
+            "promotions": [{"arch_id": a.arch_id, "status": a.promotion["status"],
+                            "decision": a.promotion.get("decision", "")}
+                           for a in self.archs.values() if a.promotion],
         }
         body["digest"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         return body

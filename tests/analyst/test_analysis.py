@@ -50,3 +50,29 @@ def test_a_failure_is_filed_as_a_lesson_to_avoid() -> None:
     analysis = analyze(broken, PARENT, PARENT)
     assert analysis.outcome == "failed" and "non_causal" in analysis.summary and "Avoid" in analysis.summary
     assert analysis.tags == ("decay=vector",)
+
+
+def test_the_code_diff_and_the_effects_against_parent_siblings_and_baselines() -> None:
+    from services.analyst.analysis import code_diff, effects
+
+    parent = view("arch-p", {"decay": "none"}, fitness=0.5, val_loss=2.4, baseline=True)
+    parent.code = "a = 1\nb = 2\n"
+    child = view("arch-c", {"decay": "scalar"}, fitness=0.6, val_loss=2.2, parents=("arch-p",))
+    child.code = "a = 1\nb = 3\n"
+    sibling = view("arch-s", {"decay": "vector"}, fitness=0.4, val_loss=2.6, parents=("arch-p",))
+    gated = view("arch-g", {}, fitness=0.55, val_loss=2.1, baseline=True)
+    diff = code_diff(child, parent)
+    assert "-b = 2\n+b = 3\n" in diff and diff.startswith("--- arch-p.py\n+++ arch-c.py\n")
+    assert code_diff(child, None) == ""
+    measured = effects(child, parent, [sibling], [parent, gated])
+    loss = measured["val_loss"]
+    assert loss["value"] == 2.2 and abs(loss["parent"]["change"] - (2.2 - 2.4)) < 1e-12
+    assert abs(loss["siblings"]["reference"] - 2.6) < 1e-12 and abs(loss["baseline:arch-g"]["change"] - 0.1) < 1e-12
+    assert abs(measured["fitness"]["baseline:arch-g"]["change"] - 0.05) < 1e-12 and measured["siblings"] == ["arch-s"]
+
+
+def test_the_summary_names_every_baseline() -> None:
+    gated = view("arch-g", {}, fitness=0.55, val_loss=2.1, baseline=True)
+    child = view("arch-c", {"update": "delta", "decay": "scalar"}, fitness=0.6, val_loss=2.2, parents=("arch-p",))
+    analysis = analyze(child, PARENT, PARENT, [gated])
+    assert "Against baseline arch-g: val_loss 2.2000 vs 2.1000 (+4.8%)" in analysis.summary

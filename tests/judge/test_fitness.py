@@ -1,42 +1,83 @@
-"""Fitness against the baseline: 0.5 means "as good as the baseline", and each term moves
-the right way with its measurement."""
+"""Fitness against both baselines: 0.5 means "as good as the stronger baseline on that term",
+each term moves the right way with its measurement, and every input is in the detail."""
 
 from __future__ import annotations
 
 import random
 
-from services.judge.fitness import judge, squash
+from services.judge.fitness import Context, complexity_factor, judge, squash
 
-BASELINE = {"val_loss": 2.30, "benchmark_mean": 0.40, "tokens_per_s": 5000.0, "params": 100_000}
+DELTANET = {"val_loss": 2.30, "benchmark_mean": 0.40, "tokens_per_s": 5000.0, "params": 100_000}
+GATED = {"val_loss": 2.10, "benchmark_mean": 0.30, "tokens_per_s": 4000.0, "params": 110_000}
+BOTH = {"deltanet": DELTANET, "gated_deltanet": GATED}
 
 
-def test_the_baseline_against_itself_scores_one_half_on_every_term() -> None:
-    verdict = judge(BASELINE, BASELINE)
+def test_a_baseline_against_itself_scores_one_half_on_every_term() -> None:
+    verdict = judge(DELTANET, {"deltanet": DELTANET})
     assert verdict.fitness == 0.5 and set(verdict.terms.values()) == {0.5}
 
 
 def test_each_term_rewards_its_own_improvement_and_punishes_its_regression() -> None:
     for key, better, worse, term in (("val_loss", 2.2, 2.4, "loss"), ("benchmark_mean", 0.5, 0.3, "benchmark"),
                                      ("tokens_per_s", 6000.0, 4000.0, "quality")):
-        assert judge({**BASELINE, key: better}, BASELINE).terms[term] > 0.5
-        assert judge({**BASELINE, key: worse}, BASELINE).terms[term] < 0.5
+        assert judge({**DELTANET, key: better}, {"deltanet": DELTANET}).terms[term] > 0.5
+        assert judge({**DELTANET, key: worse}, {"deltanet": DELTANET}).terms[term] < 0.5
+
+
+def test_each_term_is_taken_against_the_stronger_baseline_on_that_term() -> None:
+    candidate = {"val_loss": 2.20, "benchmark_mean": 0.35, "tokens_per_s": 4500.0, "params": 100_000}
+    verdict = judge(candidate, BOTH)
+    # Loss: Gated DeltaNet's 2.10 is stronger, so 2.20 scores below one half although it beats DeltaNet.
+    assert verdict.detail["decided_by"]["loss"] == "gated_deltanet" and verdict.terms["loss"] < 0.5
+    assert verdict.terms["loss"] == squash((2.10 - 2.20) / 2.10)
+    # Benchmark: DeltaNet's 0.40 is stronger.
+    assert verdict.detail["decided_by"]["benchmark"] == "deltanet"
+    assert verdict.terms["benchmark"] == squash(0.35 - 0.40)
+    # Quality: slower than DeltaNet (the faster one) scores lower against it than against Gated DeltaNet.
+    assert verdict.detail["decided_by"]["quality"] == "deltanet"
+    per = verdict.detail["per_baseline"]
+    assert per["deltanet"]["quality"]["score"] < per["gated_deltanet"]["quality"]["score"]
+    # Every term's inputs are there for each baseline, and the rationale names the deciding one.
+    for name in BOTH:
+        assert set(per[name]) == {"loss", "benchmark", "quality"}
+        assert per[name]["loss"]["baseline_val_loss"] == BOTH[name]["val_loss"]
+    assert "of gated_deltanet" in verdict.rationale and abs(verdict.fitness - sum(verdict.terms.values()) / 3) < 1e-12
+
+
+def test_beating_both_baselines_on_every_term_scores_above_one_half_on_each() -> None:
+    verdict = judge({"val_loss": 2.0, "benchmark_mean": 0.5, "tokens_per_s": 6000.0, "params": 100_000}, BOTH)
+    assert all(score > 0.5 for score in verdict.terms.values())
 
 
 def test_fitness_is_monotonic_in_loss_over_random_baselines() -> None:
     for _ in range(50):
-        base = {**BASELINE, "val_loss": random.uniform(1.0, 4.0)}
+        bases = {"a": {**DELTANET, "val_loss": random.uniform(1.0, 4.0)},
+                 "b": {**GATED, "val_loss": random.uniform(1.0, 4.0)}}
         losses = sorted(random.uniform(0.8, 4.5) for _ in range(5))
-        scores = [judge({**base, "val_loss": loss}, base).fitness for loss in losses]
+        scores = [judge({**DELTANET, "val_loss": loss}, bases).fitness for loss in losses]
         assert scores == sorted(scores, reverse=True)
 
 
 def test_terms_saturate_about_ten_percent_from_the_baseline() -> None:
     assert squash(0.10) > 0.97 and squash(-0.10) < 0.03
     assert abs(squash(0.0) - 0.5) < 1e-12
+    far = judge({**DELTANET, "val_loss": 2.30 * 0.5, "benchmark_mean": 0.40 + 0.5}, {"deltanet": DELTANET})
+    near = judge({**DELTANET, "val_loss": 2.30 * 0.88, "benchmark_mean": 0.40 + 0.12}, {"deltanet": DELTANET})
+    assert far.terms["loss"] - near.terms["loss"] < 0.01 and far.terms["benchmark"] - near.terms["benchmark"] < 0.01
 
 
-def test_parameter_drift_discounts_quality_and_an_llm_score_replaces_it() -> None:
-    bloated = judge({**BASELINE, "params": 150_000}, BASELINE)
-    assert bloated.terms["quality"] < 0.5 and "+50.0% off" in bloated.rationale
-    rubric = judge(BASELINE, BASELINE, quality=(0.9, "rubric 9/10"))
+def test_parameter_drift_complexity_and_repetition_discount_the_measured_quality() -> None:
+    bases = {"deltanet": DELTANET}
+    plain = judge(DELTANET, bases).terms["quality"]
+    assert judge({**DELTANET, "params": 150_000}, bases).terms["quality"] < plain
+    steep = judge(DELTANET, bases, context=Context(complexity_exponent=1.4)).terms["quality"]
+    assert steep < plain and complexity_factor(1.0) == 1.0 and complexity_factor(1.5) == 0.0
+    twin = judge(DELTANET, bases, context=Context(same_function_as="arch-x")).terms["quality"]
+    assert twin == plain / 2
+    assert judge(DELTANET, bases, context=Context(novelty_axes=2)).terms["quality"] == plain
+
+
+def test_an_llm_score_replaces_the_measured_quality_term() -> None:
+    rubric = judge(DELTANET, BOTH, quality=(0.9, "rubric 9/10"))
     assert rubric.terms["quality"] == 0.9 and "rubric 9/10" in rubric.rationale
+    assert rubric.detail["decided_by"]["quality"] == "rubric" and rubric.detail["quality_source"] == "rubric"

@@ -1,0 +1,62 @@
+"""The promotion test on hand-made per-seed numbers: a clear win is SOTA, a tie within seed noise
+and a loss are not, and which candidates are re-run at all."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.judge.promotion import PromotionConfig, choose, decide, paired_test
+
+SEEDS = (0, 1, 2)
+DELTANET = {0: (2.30, 0.40), 1: (2.34, 0.38), 2: (2.27, 0.43)}
+GATED = {0: (2.10, 0.30), 1: (2.14, 0.33), 2: (2.12, 0.28)}
+
+
+def per_seed(candidate: dict[int, tuple[float, float]]) -> dict[str, dict[int, dict[str, float]]]:
+    table = {"cand": candidate, "deltanet": DELTANET, "gated_deltanet": GATED}
+    return {arch: {s: {"val_loss": v[0], "benchmark_mean": v[1]} for s, v in rows.items()}
+            for arch, rows in table.items()}
+
+
+def test_a_clear_win_over_both_baselines_is_sota() -> None:
+    win = {0: (2.00, 0.50), 1: (2.03, 0.49), 2: (1.99, 0.52)}
+    sota, statistics, decision = decide(per_seed(win), "cand", ["deltanet", "gated_deltanet"])
+    assert sota and decision.startswith("SOTA")
+    assert set(statistics) == {"deltanet/val_loss", "deltanet/benchmark_mean", "gated_deltanet/val_loss",
+                               "gated_deltanet/benchmark_mean"}
+    gated_loss = statistics["gated_deltanet/val_loss"]
+    assert gated_loss["differences"] == pytest.approx([0.10, 0.11, 0.13]) and gated_loss["p"] < 0.05
+
+
+def test_a_tie_within_seed_noise_is_not_sota() -> None:
+    # Gated DeltaNet's own losses give or take its seed spread: better on one seed, worse on another.
+    tie = {0: (2.08, 0.45), 1: (2.17, 0.44), 2: (2.11, 0.46)}
+    sota, statistics, decision = decide(per_seed(tie), "cand", ["deltanet", "gated_deltanet"])
+    assert not sota and "val_loss against gated_deltanet" in decision
+    assert statistics["gated_deltanet/val_loss"]["p"] > 0.05
+    assert statistics["deltanet/benchmark_mean"]["passed"]  # the other metric's win does not rescue it
+
+
+def test_a_loss_is_not_sota() -> None:
+    loss = {0: (2.50, 0.20), 1: (2.55, 0.22), 2: (2.48, 0.19)}
+    sota, statistics, _ = decide(per_seed(loss), "cand", ["deltanet", "gated_deltanet"])
+    assert not sota and not any(s["passed"] for s in statistics.values())
+    assert all(s["p"] > 0.9 for s in statistics.values())
+
+
+def test_the_t_statistic_matches_its_definition_and_zero_spread_is_decided_by_sign() -> None:
+    result = paired_test([0.1, 0.2, 0.3])
+    assert result["t"] == pytest.approx(0.2 / (0.1 / 3 ** 0.5)) and result["n"] == 3
+    assert paired_test([0.1, 0.1, 0.1])["passed"] and not paired_test([0.0, 0.0, 0.0])["passed"]
+    assert not paired_test([-0.1, -0.1, -0.1])["passed"]
+
+
+def test_only_candidates_above_every_baseline_are_re_run_top_k_and_then_only_new_bests() -> None:
+    config = PromotionConfig(top_k=1, seeds=3)
+    assert choose(0.49, 0.5, [], 0, config) == ""  # below the baselines: never
+    assert "top 1" in choose(0.55, 0.5, [], 0, config)
+    assert choose(0.54, 0.5, [0.55], 1, config) == ""  # the top k is full and it is not a new best
+    assert "best of the run so far" in choose(0.60, 0.5, [0.55], 1, config)
+    assert "top 1" in choose(0.30, 0.5, [], 0, PromotionConfig(top_k=1, above_baselines=False))
+    with pytest.raises(ValueError):
+        PromotionConfig(seeds=1)

@@ -1,0 +1,64 @@
+"""Promotion for real on `tiny`: both baselines and a candidate trained by a real engineer, the
+judge re-training the candidate and both baselines on two more seeds, and a decision with its
+test in the log. The test plays the researcher (the proposals and their first training jobs)
+with a top-1 promotion config that promotes the first candidate whatever its fitness."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from services.judge.baselines import gated_deltanet_proposal
+from services.pb import events_pb2, jobs_pb2
+from services.researcher import genome
+from services.researcher.mind import EvolveMind, Proposal
+from services.runtime import envelope, jobs
+from services.runtime.eventstore import EventStore
+from tests.loop.conftest import Services, of_type, wait_for
+
+pytestmark = pytest.mark.slow
+RUN = "run-p"
+
+
+async def propose_and_train(store: EventStore, arch: str, proposal: Proposal, *, baseline: bool, parent: str = "",
+                            correlation: str) -> None:
+    common = {"run_id": RUN, "aggregate_id": arch, "correlation_id": correlation}
+    await store.append(events_pb2.ArchitectureProposed(
+        arch_id=arch, name=proposal.name, parent_ids=[parent] if parent else [], code=proposal.code,
+        code_hash=hashlib.sha256(proposal.code.encode()).hexdigest(), components=proposal.components,
+        origin=proposal.origin, is_baseline=baseline, fingerprint=f"fp-{arch}"), **common)
+    requested = await store.append(events_pb2.TrainingRequested(arch_id=arch, job_id=f"job-{arch}", profile="tiny",
+                                                                seed=0, attempt=1), **common)
+    await jobs.submit(store.js, jobs_pb2.TrainingJob(job_id=f"job-{arch}", run_id=RUN, arch_id=arch, code=proposal.code,
+                                                     profile="tiny", seed=0, correlation_id=correlation,
+                                                     causation_id=requested.event_id))
+
+
+async def test_a_candidate_is_re_trained_on_three_seeds_beside_both_baselines_and_decided(
+        store: EventStore, services: Services) -> None:
+    services.start("engineer", ASI_WORKER_ID="engineer-1")
+    services.start("judge", ASI_PROMOTE_TOP_K="1", ASI_PROMOTE_SEEDS="3", ASI_PROMOTE_ABOVE_BASELINES="0")
+    run = await store.append(events_pb2.RunStarted(profile="tiny", experiments=1), run_id=RUN, aggregate_id=RUN)
+    seed = EvolveMind(0).seed_proposal()
+    await propose_and_train(store, "b1", seed, baseline=True, correlation=run.event_id)
+    await propose_and_train(store, "b2", gated_deltanet_proposal(), baseline=True, correlation=run.event_id)
+    components = genome.make_valid({**seed.components, "decay": "scalar"}, keep="decay")
+    child = Proposal(name=genome.name_of(components), motivation="a scalar decay on the seed",
+                     code=genome.render(components, genome.name_of(components), "a scalar decay on the seed"),
+                     components=components, origin="original", citations=(), mutation="decay: none -> scalar")
+    await propose_and_train(store, "c1", child, baseline=False, parent="b1", correlation=run.event_id)
+
+    records = await wait_for(store, lambda rs: of_type(rs, "ArchitecturePromoted") or of_type(rs, "PromotionDenied"),
+                             1500, "a promotion decision")
+    finished = [envelope.unpack(r.env) for r in of_type(records, "TrainingFinished")]
+    assert sorted(f.job_id for f in finished) == sorted(
+        [f"job-{a}" for a in ("b1", "b2", "c1")] + [f"job-{a}-seed{s}" for a in ("b1", "b2", "c1") for s in (1, 2)])
+    decision = envelope.unpack((of_type(records, "ArchitecturePromoted") or of_type(records, "PromotionDenied"))[0].env)
+    per_seed = json.loads(decision.per_seed_json)
+    assert decision.arch_id == "c1" and list(decision.seeds) == [0, 1, 2] and "paired t-test" in decision.test
+    assert set(per_seed) == {"b1", "b2", "c1"} and all(set(rows) == {"0", "1", "2"} for rows in per_seed.values())
+    assert len(json.loads(decision.statistics_json)) == 4  # two baselines x two metrics
+    # The seeds differ: a replicate is a new training, not a copy of the first.
+    assert len({rows["val_loss"] for rows in per_seed["c1"].values()}) == 3
