@@ -60,6 +60,19 @@ def test_code_that_differs_only_in_comments_and_docstrings_is_a_duplicate(embedd
     assert verdict is not None and "code" in verdict.reason and verdict.similarity > 0.999
 
 
+def test_a_change_past_minilms_window_still_makes_the_code_different(embeddings: gates.Embeddings) -> None:
+    # The last lines of the file lie far beyond MiniLM's 256 word pieces: embedded whole, the two
+    # files would score 1.0. Chunked, the changed chunk tells them apart.
+    gated = SEED.code.replace("        o = self.o_norm(o)\n", "        o = self.o_norm(o) * torch.sigmoid(o)\n")
+    assert gated != SEED.code
+    whole = embeddings.nearest(gates.normalise_code(gated), [("arch-a", gates.normalise_code(SEED.code))])[1]
+    _, chunked = embeddings.nearest_code(gated, [("arch-a", SEED.code)])
+    assert whole > 0.999 and chunked < gates.CODE_THRESHOLD
+    earlier = [view("arch-a", "one idea", SEED.code)]
+    assert gates.embedding_novelty("another idea altogether, about gating", gated, earlier, gates.GateSettings(),
+                                   embeddings) is None
+
+
 def test_failed_proposals_are_not_compared_but_duplicates_of_duplicates_are() -> None:
     archs = [view("arch-invalid", "m", "c", failure={"kind": "validity", "message": "x"}, status="rejected"),
              view("arch-crashed", "m", "c", failure={"kind": "timeout", "message": "x"}, status="discarded"),
