@@ -43,6 +43,12 @@ def delayed(seconds: float, then: dict[str, Any]) -> dict[str, Any]:
     return {"delay_s": seconds, "then": then}
 
 
+def dies() -> dict[str, Any]:
+    """A script entry at which the server drops the connection unanswered and shuts down, as a
+    server that crashes mid-run: every later request is refused."""
+    return {"die": True}
+
+
 def load(name: str) -> dict[str, Any]:
     """A recorded completion from tests/recorded/ (e.g. "llm-mind/propose-deltanet.json")."""
     return json.loads((RECORDED / name).read_text())
@@ -53,7 +59,7 @@ class RecordedAnswerServer:
     (``response_format.json_schema.name``) and keeps every request it received.
 
     ``answers[name]`` is one entry, served every time, or a list served in order (the last
-    one repeats). An entry is a chat completion, ``http_error(...)`` or ``delayed(...)``.
+    one repeats). An entry is a chat completion, ``http_error(...)``, ``delayed(...)`` or ``dies()``.
     """
 
     def __init__(self, answers: dict[str, dict[str, Any] | list[dict[str, Any]]]) -> None:
@@ -70,6 +76,10 @@ class RecordedAnswerServer:
                 while entry is not None and "delay_s" in entry:
                     time.sleep(entry["delay_s"])
                     entry = entry["then"]
+                if entry is not None and entry.get("die"):
+                    self.close_connection = True
+                    threading.Thread(target=outer.stop, daemon=True).start()
+                    return
                 if entry is None:
                     status, payload = 404, {"error": f"no recording for {name!r}"}
                 elif "http_status" in entry:
@@ -113,10 +123,12 @@ class RecordedAnswerServer:
 
     def stop(self) -> None:
         """Stop answering: from now on connections are refused, as from a server that died."""
-        if self.running:
-            self.server.shutdown()
-            self.server.server_close()
+        with self.lock:
+            if not self.running:
+                return
             self.running = False
+        self.server.shutdown()
+        self.server.server_close()
 
     def __enter__(self) -> RecordedAnswerServer:
         self.thread.start()
