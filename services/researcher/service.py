@@ -192,7 +192,13 @@ class ResearcherService(EventService):
             reason = self._llm_unavailable(run) or "the LLM produced no usable proposal this iteration"
         self.log.info("researcher.llm_stood_down", run_id=run.run_id, mode=mode, reason=reason)
         if mode == "mixed":
-            await self._propose_child(run)
+            try:
+                await self._propose_child(run)
+            except ValueError as exc:
+                # The evolve mind derives children from genome-rendered parents only; when the drawn
+                # parent is LLM-written it cannot stand in, and the run stops proposing (bounded).
+                self.log.info("researcher.evolve_cannot_stand_in", run_id=run.run_id, reason=str(exc))
+                self.exhausted.add(run.run_id)
         elif not in_flight and self._llm_unavailable(run) is not None:
             await self._finish(run, f"the LLM mind stopped: {reason}")
 
