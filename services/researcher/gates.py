@@ -11,7 +11,7 @@ In order, cheapest first:
    scored 1.0000 that way.  The code is therefore normalised (comments and docstrings removed,
    layout by ``ast.unparse``) and cut into chunks of ``CODE_CHUNK_LINES`` lines; two files'
    similarity is the worst best match of any chunk of either in the other, so one changed
-   chunk is enough to tell them apart (the same six: 0.31-0.99 between different designs).
+   chunk is enough to tell them apart (different designs: 0.31-0.998).
 2. **validity**: the engineer's pre-flight probes (``services.engineer.harness.check_code``,
    sandboxed: build, forward/backward, finite, causal, complexity, parameter budget) run
    *before* the job is queued, so an invalid proposal never costs an experiment slot.  The
@@ -36,11 +36,13 @@ from services.engineer.harness import check_code, static_check
 from services.runtime.projection import ArchitectureView, RunView
 
 # Defaults, each overridable per run (RunStarted). Measured with MiniLM: the evolve mind's
-# motivations for different changes of one parent score 0.32-0.75, a paraphrase of one idea
-# above 0.9; different designs' code (chunked) at most 0.988 (a one-line feature-map change),
-# code differing only in comments and layout 1.0.
-MOTIVATION_THRESHOLD = 0.95
-CODE_THRESHOLD = 0.995
+# templated motivations for different changes score up to 0.984 (scalar vs vector decay, both
+# with an output gate, in a 10-experiment tiny run), a paraphrase of one idea above 0.9; code of
+# different designs (chunked) up to 0.998 when they differ in one token (beta * 2), code that
+# differs only in comments, docstrings and layout 1.0. The embedding gate is therefore kept for
+# near-verbatim repeats; paraphrased ideas and renamed code are the fingerprint's to catch.
+MOTIVATION_THRESHOLD = 0.99
+CODE_THRESHOLD = 0.999
 CODE_CHUNK_LINES = 8
 REPAIRS = 2  # repair attempts of one failing proposal
 IDEA_RETRIES = 2  # novelty rejections sent back to the mind before the iteration moves on

@@ -71,6 +71,11 @@ def test_a_change_past_minilms_window_still_makes_the_code_different(embeddings:
     earlier = [view("arch-a", "one idea", SEED.code)]
     assert gates.embedding_novelty("another idea altogether, about gating", gated, earlier, gates.GateSettings(),
                                    embeddings) is None
+    # One token (beta in (0, 2) instead of (0, 1)) is a different design, and passes at the default.
+    wider = SEED.code.replace("beta = self.b_proj(x).sigmoid()", "beta = self.b_proj(x).sigmoid() * 2")
+    assert wider != SEED.code
+    assert gates.embedding_novelty("a third idea, on the write strength", wider, earlier, gates.GateSettings(),
+                                   embeddings) is None
 
 
 def test_failed_proposals_are_not_compared_but_duplicates_of_duplicates_are() -> None:

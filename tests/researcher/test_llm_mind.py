@@ -31,14 +31,16 @@ from services.researcher.llm_mind import (
 from services.researcher.mind import Reference
 from services.runtime.llm import LLMClient
 from tests.record_llm_answers import REFERENCES, seed_parent
-from tests.recorded_llm import RecordedAnswerServer, completion, delayed, http_error, load
+from tests.recorded_llm import RECORDED, RecordedAnswerServer, completion, delayed, http_error, load
 
 PARENT = seed_parent()
 CONTEXT = Context(PARENT, PARENT, REFERENCES)
 
 
 def real_answer() -> dict:
-    return load("llm-mind/propose-0.json")
+    """The first recorded proposal of the real model whose edits applied to the parent."""
+    first = sorted((RECORDED / "llm-mind").glob("propose-*.json"))[0]
+    return load(f"llm-mind/{first.name}")
 
 
 def with_content(answer: dict, content: str, **changes: str) -> dict:
