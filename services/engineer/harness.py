@@ -107,7 +107,7 @@ def _is_quadratic_reference(code: str) -> bool:
 
 
 def check_code(code: str, *, profile: str | None = None, timeout_s: float | None = None) -> dict:
-    """The probes alone, sandboxed: ``{"ok", "checks": {name: {"ok", ...}}, "errors": [...]}``.
+    """The probes alone, sandboxed: ``{"ok", "checks": {name: {"ok", ...}}, "errors": [...], "fingerprint"}``.
 
     The parameter budget is judged at ``profile``'s width and heads if given, else at the probe width.
     """
@@ -118,9 +118,12 @@ def check_code(code: str, *, profile: str | None = None, timeout_s: float | None
     request = {"mode": "check", "profile": profile, "allow_quadratic": _is_quadratic_reference(code)}
     # One thread: the probes' tensors are too small to gain from more, and spare cores serve other work.
     limits = Limits(timeout_s=timeout_s or CHECK_TIMEOUT_S, memory_mb=CHECK_MEMORY_MB, threads=1)
-    checks, failure, _, isolation = _fold(run_sandboxed(request, code, limits))
+    checks, failure, result, isolation = _fold(run_sandboxed(request, code, limits))
     report = {"ok": failure is None and bool(checks) and all(c["ok"] for c in checks.values()),
-              "checks": checks, "errors": [failure] if failure else [], "isolation": isolation}
+              "checks": checks, "errors": [failure] if failure else [], "isolation": isolation,
+              # The functional fingerprint (services/researcher/novelty.py), computed in the sandbox
+              # once every probe passed: the researcher's novelty gate for code it must not run itself.
+              "fingerprint": (result or {}).get("fingerprint", "")}
     if failure:
         report["failure"] = failure
     return report

@@ -184,6 +184,7 @@ def main() -> None:
     from services.engineer.baselines import baseline_code
     from services.engineer.data import load_split
     from services.engineer.model import LanguageModel, ModelConfig
+    from services.researcher.novelty import functional_fingerprint  # computed here for untrusted code
 
     torch.set_num_threads(request["threads"])
     import kernels  # noqa: F401 - imported now, while its files are readable
@@ -228,7 +229,8 @@ def main() -> None:
         ):
             channel.emit({"event": "check", "name": stage, "result": run()})
         if request["mode"] == "check":
-            channel.emit({"event": "result"})
+            stage = "fingerprint"
+            channel.emit({"event": "result", "fingerprint": functional_fingerprint(code)})
             return
         stage = "train"
         torch.manual_seed(request["seed"])

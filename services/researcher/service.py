@@ -10,22 +10,24 @@ researcher makes the same decisions instead of new ones.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import json
+import os
 import random
+from dataclasses import replace
 
 from services.cognition.client import CognitionClient
 from services.engineer.profiles import get_profile
 from services.judge.baselines import gated_deltanet_proposal
 from services.pb import events_pb2, jobs_pb2
-from services.researcher import genome
+from services.researcher import gates, genome
 from services.researcher.experience import experience_statistics
+from services.researcher.llm_mind import Context, Draft, LLMMind, MindFailure
 from services.researcher.mind import OPERATORS, Candidate, EvolveMind, Proposal, Reference
 from services.researcher.novelty import functional_fingerprint
-from services.researcher.selection import DEFAULT_STRATEGY, Member, Selection, select
-from services.runtime import jobs
+from services.researcher.selection import DEFAULT_STRATEGY, PAPER_TOP, Member, Selection, select
+from services.runtime import jobs, llm
 from services.runtime.app import EventService, main
 from services.runtime.envelope import event_id_for
 from services.runtime.projection import ArchitectureView, RunView
@@ -33,6 +35,22 @@ from services.runtime.projection import ArchitectureView, RunView
 MAX_REPAIRS = 2  # repairs of one lineage before a failure is final
 MAX_REJECTIONS = 25  # novelty rejections in one run before the researcher stops proposing
 REFERENCES_K = 6
+LLM_ATTEMPTS = 3  # exchanges for one proposal before the LLM mind gives the iteration up
+MAX_LLM_FAILURES = 12  # failed exchanges in one run before the LLM mind stops (mixed: evolve stands in)
+LLM_TOKEN_BUDGET = 200_000  # per run, prompt + completion, when the run does not set one
+LLM_TIMEOUT_S = 300.0  # one answer of ~1,000 tokens at ~14 tokens/s on one CPU thread, with slack
+SIBLINGS, POOL_REFERENCES = 4, 3  # how much of the pool the LLM's prompt shows
+
+
+def mind_mode(mind: str) -> str:
+    """A run's mind setting ("evolve", "llm:<model>", "mixed:<model>") as the mode alone."""
+    return mind.partition(":")[0] if mind.startswith(("llm:", "mixed:")) else "evolve"
+
+
+def retry_id_for(arch_id: str, attempt: int) -> str:
+    """The id of the ``attempt``-th revision of a rejected proposal, minted in the same reaction as
+    it: from the rejected id, not from the proposal count, which the fold has not caught up with."""
+    return "arch-" + hashlib.sha256(f"{arch_id}/retry/{attempt}".encode()).hexdigest()[:12]
 
 
 def arch_id_for(run_id: str, n: int) -> str:
@@ -46,11 +64,23 @@ class ResearcherService(EventService):
         self.cognition = CognitionClient(self.settings.cognition_addr)
         self.resubmitted: set[str] = set()
         self.exhausted: set[str] = set()  # runs whose every parent has run out of untried changes
+        self.embeddings = gates.Embeddings()
+        client = llm.from_settings(self.settings.llm_url, self.settings.llm_model)
+        if client is not None:
+            client = llm.LLMClient(client.base_url, client.model,
+                                   timeout_s=float(os.environ.get("ASI_LLM_TIMEOUT_S", LLM_TIMEOUT_S)))
+        self.llm_mind = LLMMind(client) if client is not None else None
+        # Spent in the current reaction, which the fold has not read back yet (reset at each reaction:
+        # a service reacts only once caught up with the log).
+        self.llm_spent: dict[str, int] = {}
+        self.llm_failed_now: dict[str, int] = {}
 
     async def close(self) -> None:
         await self.cognition.close()
 
     async def react(self) -> None:
+        self.llm_spent.clear()
+        self.llm_failed_now.clear()
         for run in list(self.projection.runs.values()):
             if not run.finished:
                 await self._advance(run)
@@ -88,7 +118,7 @@ class ResearcherService(EventService):
         rejected = sum(a.status == "rejected" for a in archs)
         can_propose = rejected < MAX_REJECTIONS and run.run_id not in self.exhausted
         if len(experiments) < run.experiments and len(in_flight) < max(1, run.engineers) and can_propose:
-            await self._propose_child(run)
+            await self._propose(run, in_flight=bool(in_flight))
             return
         promoting = self.projection.promotions_pending(run.run_id)  # their re-runs finish inside the run
         if not in_flight and not promoting and (len(experiments) >= run.experiments or not can_propose):
@@ -99,20 +129,26 @@ class ResearcherService(EventService):
             )
             await self._finish(run, reason)
 
+    async def _propose_seed_architecture(self, run: RunView) -> bool:
+        """The next ``--seed-arch`` file not yet proposed, whatever the mind; False when none is left."""
+        archs = self.projection.of_run(run.run_id)
+        proposed_seeds = sum(a.operator == "seed" and not a.is_baseline for a in archs)
+        if proposed_seeds >= len(run.seed_architectures):
+            return False
+        given = run.seed_architectures[proposed_seeds]
+        await self._submit(
+            run,
+            EvolveMind(run.seed).seed_architecture(given["name"], given["code"]),
+            parents=[],
+            baseline=False,
+            selection=f"seed architecture {proposed_seeds + 1} of {len(run.seed_architectures)} (--seed-arch)",
+            arch_id=arch_id_for(run.run_id, len(archs)),
+        )
+        return True
+
     async def _propose_child(self, run: RunView) -> str | None:
         archs = self.projection.of_run(run.run_id)
         arch_id = arch_id_for(run.run_id, len(archs))
-        proposed_seeds = sum(a.operator == "seed" and not a.is_baseline for a in archs)
-        if proposed_seeds < len(run.seed_architectures):
-            given = run.seed_architectures[proposed_seeds]
-            return await self._submit(
-                run,
-                EvolveMind(run.seed).seed_architecture(given["name"], given["code"]),
-                parents=[],
-                baseline=False,
-                selection=f"seed architecture {proposed_seeds + 1} of {len(run.seed_architectures)} (--seed-arch)",
-                arch_id=arch_id,
-            )
         profile = get_profile(run.profile)
         mind = EvolveMind(run.seed, budget=(profile.d_model, profile.n_heads))
         chosen = self._select_parent(run, arch_id)
@@ -142,10 +178,11 @@ class ResearcherService(EventService):
             chosen=chosen,
         )
 
-    def _select_parent(self, run: RunView, arch_id: str) -> Selection:
-        """The parent (and crossover partners) under the run's strategy, from the scored designs the
-        evolve mind can read; the seed counts from the start, at the judge's 0.5 until scored. The
-        second baseline (Gated DeltaNet) is a yardstick, never a parent: the search descends from the seed."""
+    def _select_parent(self, run: RunView, arch_id: str, *, genome_only: bool = True) -> Selection:
+        """The parent (and crossover partners) under the run's strategy, from the scored designs (for
+        the evolve mind, ``genome_only``: those it can read as a genome; the LLM mind reads any code);
+        the seed counts from the start, at the judge's 0.5 until scored. The second baseline (Gated
+        DeltaNet) is a yardstick, never a parent: the search descends from the seed."""
         archs = self.projection.of_run(run.run_id)
         seed = self.projection.baseline(run.run_id)
         children: dict[str, int] = {}
@@ -162,7 +199,7 @@ class ResearcherService(EventService):
             )
             for a in archs
             if (a is seed or (not a.is_baseline and a.status == "analyzed" and a.fitness is not None))
-            and _readable_code(a.code)
+            and (not genome_only or _readable_code(a.code))
         ]
         rng = random.Random(f"{run.seed}:{arch_id}:parent")
         return select(run.parent_strategy or DEFAULT_STRATEGY, members, rng, _turn(archs))
@@ -185,6 +222,102 @@ class ResearcherService(EventService):
             for h in hits
         ]
 
+    # -- the mind dispatch: --mind evolve | llm | mixed ------------------------------------------
+
+    async def _propose(self, run: RunView, *, in_flight: bool) -> None:
+        """One new proposal from the run's mind; under ``mixed`` the evolve mind stands in when the
+        LLM fails or its budget is spent; under ``llm`` the run ends once the LLM can no longer propose."""
+        if await self._propose_seed_architecture(run):
+            return
+        mode = mind_mode(run.mind)
+        if mode == "evolve":
+            await self._propose_child(run)
+            return
+        reason = self._llm_unavailable(run)
+        if reason is None:
+            if await self._propose_llm(run):
+                return
+            reason = self._llm_unavailable(run) or "the LLM produced no usable proposal this iteration"
+        self.log.info("researcher.llm_stood_down", run_id=run.run_id, mode=mode, reason=reason)
+        if mode == "mixed":
+            try:
+                await self._propose_child(run)
+            except ValueError as exc:
+                # The evolve mind derives children from genome-rendered parents only; when the drawn
+                # parent is LLM-written it cannot stand in, and the run stops proposing (bounded).
+                self.log.info("researcher.evolve_cannot_stand_in", run_id=run.run_id, reason=str(exc))
+                self.exhausted.add(run.run_id)
+        elif not in_flight and self._llm_unavailable(run) is not None:
+            await self._finish(run, f"the LLM mind stopped: {reason}")
+
+    def _llm_unavailable(self, run: RunView) -> str | None:
+        budget = run.llm_token_budget or LLM_TOKEN_BUDGET
+        spent = run.llm_tokens + self.llm_spent.get(run.run_id, 0)
+        if self.llm_mind is None:
+            return "no LLM is configured (ASI_LLM_URL is empty)"
+        if spent >= budget:
+            return f"its token budget is spent ({spent} of {budget} tokens)"
+        failures = run.llm_failures + self.llm_failed_now.get(run.run_id, 0)
+        if failures >= MAX_LLM_FAILURES:
+            return f"{failures} exchanges failed in this run"
+        return None
+
+    def _context(self, run: RunView, parent: ArchitectureView, references: list[Reference]) -> Context:
+        archs = self.projection.of_run(run.run_id)
+        siblings = [a for a in archs if parent.arch_id in a.parents][-SIBLINGS:]
+        board = [a for a in self.projection.leaderboard(run.run_id) if a.arch_id != parent.arch_id]
+        return Context(parent, self.projection.baseline(run.run_id), references, siblings,
+                       board[PAPER_TOP // 2:][:POOL_REFERENCES] or board[-POOL_REFERENCES:])
+
+    async def _propose_llm(self, run: RunView) -> bool:
+        """Ask the LLM mind for a child of a selected parent, with bounded retries; False if no
+        exchange produced code (each failure is an ``LLMExchangeFailed`` event)."""
+        assert self.llm_mind is not None
+        arch_id = arch_id_for(run.run_id, len(self.projection.of_run(run.run_id)))
+        chosen = self._select_parent(run, arch_id, genome_only=False)
+        parent = self.projection.archs[chosen.parent]
+        references = await self._references(run, parent)
+        context = self._context(run, parent, references)
+        for attempt in range(1, LLM_ATTEMPTS + 1):
+            if self._llm_unavailable(run) is not None:
+                return False
+            try:
+                draft = await self.llm_mind.propose(context)
+            except MindFailure as failure:
+                await self._llm_failed(run, arch_id, "propose", failure, last=attempt == LLM_ATTEMPTS)
+                continue
+            self._spend(run, draft)
+            await self._submit(run, draft.proposal, parents=[parent.arch_id], baseline=False, selection=chosen.text,
+                               arch_id=arch_id, references=references, chosen=chosen, draft=draft, context=context)
+            return True
+        return False
+
+    def _spend(self, run: RunView, draft: Draft | MindFailure) -> None:
+        self.llm_spent[run.run_id] = self.llm_spent.get(run.run_id, 0) + draft.exchange.tokens
+
+    async def _llm_failed(self, run: RunView, arch_id: str, purpose: str, failure: MindFailure, *,
+                          last: bool) -> None:
+        """Record an exchange that produced no code; its index in the run keeps the event id unique."""
+        assert self.llm_mind is not None
+        self._spend(run, failure)
+        index = run.llm_failures + self.llm_failed_now.get(run.run_id, 0) + 1
+        self.llm_failed_now[run.run_id] = self.llm_failed_now.get(run.run_id, 0) + 1
+        mode = mind_mode(run.mind)
+        fallback = "retry" if not last else ("evolve" if mode == "mixed" and purpose == "propose" else "gave up")
+        x = failure.exchange
+        await self.store.append(
+            events_pb2.LLMExchangeFailed(
+                arch_id=arch_id, purpose=purpose, attempt=index, model=self.llm_mind.label, kind=failure.kind,
+                message=str(failure)[:2000], prompt=x.prompt, response=x.response,
+                prompt_tokens=x.prompt_tokens, completion_tokens=x.completion_tokens, seconds=x.seconds,
+                fallback=fallback),
+            run_id=run.run_id, aggregate_id=run.run_id, correlation_id=run.started_event_id,
+            event_id=event_id_for("llm-failed", run.run_id, str(index)))
+        self.log.info("researcher.llm_failed", run_id=run.run_id, arch_id=arch_id, kind=failure.kind,
+                      message=str(failure)[:200], fallback=fallback)
+
+    # -- the gates ----------------------------------------------------------------------------
+
     async def _submit(
         self,
         run: RunView,
@@ -197,11 +330,28 @@ class ResearcherService(EventService):
         references: list[Reference] = (),
         repair_of_attempt: int = 0,
         chosen: Selection | None = None,
+        repair_of_failure: str = "",
+        draft: Draft | None = None,
+        context: Context | None = None,
     ) -> str | None:
-        """Propose, gate by novelty, and request training; the proposal's event id, or None if rejected."""
+        """Propose, gate (novelty by embedding, validity by the probes, novelty by fingerprint) and
+        request training; the proposal's event id, or None if a gate rejected it. A rejected proposal
+        goes back to the mind that wrote it (``_revise``), a bounded number of times."""
         arch_id = arch_id or arch_id_for(run.run_id, len(self.projection.of_run(run.run_id)))
-        fingerprint = await asyncio.to_thread(functional_fingerprint, proposal.code)
+        verdict: gates.Verdict | None = None
+        if baseline:  # the papers' design, rendered here: trusted, and never gated
+            fingerprint = functional_fingerprint(proposal.code)
+        else:
+            settings = gates.GateSettings.of_run(run)
+            earlier = gates.comparable(self.projection.of_run(run.run_id), arch_id)
+            verdict = gates.embedding_novelty(proposal.motivation, proposal.code, earlier, settings, self.embeddings)
+            fingerprint = ""
+            if verdict is None:
+                verdict, fingerprint = await gates.validity(proposal.code, run.profile)
+            if verdict is None:
+                verdict = gates.fingerprint_novelty(fingerprint, earlier)
         by_ref = {r.id: r for r in references}
+        exchange = draft.exchange if draft else None
         proposed = events_pb2.ArchitectureProposed(
             arch_id=arch_id,
             name=proposal.name,
@@ -221,35 +371,42 @@ class ResearcherService(EventService):
             ],
             mutation=proposal.mutation,
             parent_selection=selection,
-            mind="evolve",
+            mind=self.llm_mind.label if draft and self.llm_mind else "evolve",
+            prompt=exchange.prompt if exchange else "",
+            response=exchange.response if exchange else "",
             fingerprint=fingerprint,
             is_baseline=baseline,
             repair_of_attempt=repair_of_attempt,
             operator=proposal.operator,
             parent_strategy=chosen.strategy if chosen else "",
             selection_json=json.dumps(chosen.numbers, sort_keys=True) if chosen else "",
+            llm_prompt_tokens=exchange.prompt_tokens if exchange else 0,
+            llm_completion_tokens=exchange.completion_tokens if exchange else 0,
+            llm_seconds=exchange.seconds if exchange else 0.0,
+            repair_of_failure=repair_of_failure,
+            llm_fixes="; ".join(draft.fixes) if draft else "",
+            origin_check=draft.origin_check if draft else "",
         )
         common = {"run_id": run.run_id, "aggregate_id": arch_id, "correlation_id": run.started_event_id}
         env = await self.store.append(proposed, event_id=event_id_for("proposed", arch_id), **common)
         self.log.info(
             "architecture.proposed", run_id=run.run_id, arch_id=arch_id, name=proposal.name, origin=proposal.origin
         )
-        twin = next(
-            (a for a in self.projection.of_run(run.run_id) if a.fingerprint == fingerprint and a.arch_id != arch_id),
-            None,
-        )
-        if twin is not None:
+        if verdict is not None:
             await self.store.append(
                 events_pb2.ProposalRejected(
-                    arch_id=arch_id,
-                    gate="novelty",
-                    similar_to=twin.arch_id,
-                    reason=f"computes the same function as {twin.arch_id} ({twin.name}) on the probe batch",
+                    arch_id=arch_id, gate=verdict.gate, similar_to=verdict.similar_to, reason=verdict.reason,
+                    similarity=verdict.similarity, failure_kind=verdict.failure_kind,
+                    traceback=verdict.traceback, checks_json=verdict.checks_json,
                 ),
                 event_id=event_id_for("rejected", arch_id),
                 causation_id=env.event_id,
                 **common,
             )
+            self.log.info("proposal.rejected", run_id=run.run_id, arch_id=arch_id, gate=verdict.gate,
+                          reason=verdict.reason[:200])
+            await self._revise(run, arch_id, proposal, verdict, attempt=repair_of_attempt, draft=draft,
+                               references=list(references), context=context, selection=selection)
             return None
         job = jobs_pb2.TrainingJob(
             job_id=f"job-{arch_id}",
@@ -274,6 +431,55 @@ class ResearcherService(EventService):
         self.resubmitted.add(job.job_id)
         return env.event_id
 
+    # -- the repair loop ------------------------------------------------------------------------
+
+    async def _revise(self, run: RunView, arch_id: str, proposal: Proposal, verdict: gates.Verdict, *,
+                      attempt: int, draft: Draft | None, references: list[Reference], context: Context | None,
+                      selection: str) -> None:
+        """Send a rejected proposal back to the mind that wrote it: after a validity failure for a
+        repair (at most the run's ``repairs``), after a novelty rejection for another idea from the
+        same parent (at most ``idea_retries``, LLM mind only: the evolve mind's next proposal already
+        avoids every design tried). Each revision is its own proposal, gated like the first."""
+        settings = gates.GateSettings.of_run(run)
+        limit = settings.repairs if verdict.gate == "validity" else settings.idea_retries
+        if attempt >= limit:
+            return
+        next_id = retry_id_for(arch_id, attempt + 1)
+        failure = {"kind": verdict.failure_kind or verdict.gate, "message": verdict.message or verdict.reason,
+                   "traceback": verdict.traceback}
+        if draft is None:  # the evolve mind: its fixed repairs for the engineer's failure kinds
+            if verdict.gate != "validity":
+                return
+            repair = EvolveMind(run.seed).repair(Candidate(arch_id, proposal.name, proposal.code, 0.0),
+                                                 failure["kind"], failure["message"], key=arch_id)
+            if repair is not None:
+                await self._submit(run, repair, parents=[arch_id], baseline=False,
+                                   selection=f"repair of {arch_id} after {failure['kind']}", arch_id=next_id,
+                                   repair_of_attempt=attempt + 1, repair_of_failure=failure["kind"])
+            return
+        if self._llm_unavailable(run) is not None or (verdict.gate != "validity" and context is None):
+            return
+        assert self.llm_mind is not None
+        try:
+            if verdict.gate == "validity":
+                revised = await self.llm_mind.repair(arch_id, proposal, failure)
+            else:
+                assert context is not None
+                revised = await self.llm_mind.propose(replace(context, avoid=verdict.reason))
+        except MindFailure as exc:
+            await self._llm_failed(run, next_id, "repair" if verdict.gate == "validity" else "propose", exc,
+                                   last=True)
+            return
+        self._spend(run, revised)
+        if verdict.gate == "validity":
+            parents, why = [arch_id], f"LLM repair of {arch_id} after {failure['kind']}"
+        else:
+            assert context is not None
+            parents, why = [context.parent.arch_id], f"{selection}; another idea after {arch_id} was a duplicate"
+        await self._submit(run, revised.proposal, parents=parents, baseline=False, selection=why, arch_id=next_id,
+                           references=references, repair_of_attempt=attempt + 1,
+                           repair_of_failure=failure["kind"], draft=revised, context=context)
+
     async def _resubmit_queued(self, run: RunView, archs: list[ArchitectureView]) -> None:
         """Jobs whose request is in the log but may have missed the queue (a crash between
         the two writes). Re-submitting is idempotent within the queue's duplicate window."""
@@ -294,6 +500,7 @@ class ResearcherService(EventService):
                 self.resubmitted.add(arch.job_id)
 
     async def _discard_and_repair(self, run: RunView, arch: ArchitectureView) -> None:
+        """Discard a proposal whose training failed and send the failure back to the mind that wrote it."""
         common = {"run_id": run.run_id, "aggregate_id": arch.arch_id, "correlation_id": run.started_event_id}
         await self.store.append(
             events_pb2.ArchitectureDiscarded(
@@ -305,9 +512,28 @@ class ResearcherService(EventService):
             causation_id=arch.last_event_id,
             **common,
         )
-        if arch.is_baseline or arch.repair_of_attempt >= MAX_REPAIRS:
+        if arch.is_baseline or arch.repair_of_attempt >= gates.GateSettings.of_run(run).repairs:
             return
         if len(self.projection.experiments(run.run_id)) >= run.experiments:
+            return
+        failure = {**arch.failure, "traceback": ""}
+        selection = f"repair of {arch.arch_id} after {arch.failure['kind']}"
+        if arch.mind.startswith("llm:"):
+            if self._llm_unavailable(run) is not None:
+                return
+            assert self.llm_mind is not None
+            written = Proposal(arch.name, arch.motivation, arch.code, arch.components, arch.origin,
+                               tuple(c["entry_id"] for c in arch.citations), arch.mutation)
+            repair_id = arch_id_for(run.run_id, len(self.projection.of_run(run.run_id)))
+            try:
+                draft = await self.llm_mind.repair(arch.arch_id, written, failure)
+            except MindFailure as exc:
+                await self._llm_failed(run, repair_id, "repair", exc, last=True)
+                return
+            self._spend(run, draft)
+            await self._submit(run, draft.proposal, parents=[arch.arch_id], baseline=False, selection=selection,
+                               arch_id=repair_id, repair_of_attempt=arch.repair_of_attempt + 1,
+                               repair_of_failure=arch.failure["kind"], draft=draft)
             return
         repair = EvolveMind(run.seed).repair(
             Candidate(arch.arch_id, arch.name, arch.code, 0.0),
@@ -321,8 +547,9 @@ class ResearcherService(EventService):
                 repair,
                 parents=[arch.arch_id],
                 baseline=False,
-                selection=f"repair of {arch.arch_id} after {arch.failure['kind']}",
+                selection=selection,
                 repair_of_attempt=arch.repair_of_attempt + 1,
+                repair_of_failure=arch.failure["kind"],
             )
 
     async def _finish(self, run: RunView, reason: str) -> None:

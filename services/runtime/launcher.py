@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +24,7 @@ from services.engineer.profiles import get_profile
 from services.pb import events_pb2
 from services.researcher.selection import DEFAULT_STRATEGY, STRATEGIES
 from services.runtime.eventstore import EventStore, Record
+from services.runtime.llmserver import LlamaServer, LLMServerError
 from services.runtime.natsserver import EmbeddedNats, free_port, running_url
 from services.runtime.processes import die_with_parent
 from services.runtime.projection import Projection, RunView
@@ -49,6 +50,18 @@ class RunOptions:
     new_run: bool = False
     parent_strategy: str = DEFAULT_STRATEGY
     seed_archs: tuple[Path, ...] = ()
+    mind: str = "evolve"  # evolve | llm | mixed
+    llm_local: str = ""  # a local model size ("0.5b", "1.5b") the launcher serves with llama-server
+    llm_token_budget: int = 0  # 0 here and below: the researcher's defaults
+    repairs: int = 0
+    idea_retries: int = 0
+    novelty_motivation_threshold: float = 0.0
+    novelty_code_threshold: float = 0.0
+
+    @property
+    def mind_label(self) -> str:
+        """RunStarted.mind: "evolve", or the mode and the model, e.g. "mixed:qwen2.5-coder-0.5b-instruct-q4_k_m"."""
+        return self.mind if self.mind == "evolve" else f"{self.mind}:{self.llm_model}"
 
 
 class UsageError(ValueError):
@@ -72,13 +85,45 @@ def run_options(args: Any) -> RunOptions:
     for path in seed_archs:
         if not path.is_file():
             raise UsageError(f"--seed-arch {path} is not a file")
+    llm_local = llm_local_size(getattr(args, "llm", None))
+    llm_url = getattr(args, "llm_url", None) or ""
+    if llm_local and llm_url:
+        raise UsageError("--llm local and --llm-url name two LLMs; choose one")
+    mind = getattr(args, "mind", None) or ("mixed" if llm_local or llm_url else "evolve")
+    # `start` joins a cluster whose services have their own ASI_LLM_URL; `run` must be given one.
+    if mind != "evolve" and hasattr(args, "llm_url") and not (llm_local or llm_url):
+        raise UsageError(f"--mind {mind} needs an LLM: --llm local (the embedded model) or --llm-url URL")
+    if getattr(args, "repairs", 0) < 0 or getattr(args, "llm_token_budget", 0) < 0:
+        raise UsageError("--repairs and --llm-token-budget cannot be negative")
+    llm_model = getattr(args, "llm_model", "default")
+    if llm_local:
+        from services.runtime.llmserver import MODELS
+
+        llm_model = MODELS[llm_local].name
     return RunOptions(
         data_dir=getattr(args, "data_dir", Path(".asi")), experiments=args.experiments, profile=args.profile,
         seed=args.seed, engineers=args.engineers, corpus=str(Path(args.corpus).resolve()) if args.corpus else "",
         nats_url=args.nats or "", qdrant_url=getattr(args, "qdrant", None) or "",
-        llm_url=getattr(args, "llm_url", None) or "", llm_model=getattr(args, "llm_model", "default"),
+        llm_url=llm_url, llm_model=llm_model,
         job_ack_wait_s=getattr(args, "job_ack_wait", 30.0), as_json=args.json, new_run=args.new_run,
-        parent_strategy=strategy, seed_archs=seed_archs)
+        parent_strategy=strategy, seed_archs=seed_archs, mind=mind, llm_local=llm_local,
+        llm_token_budget=getattr(args, "llm_token_budget", 0) or 0,
+        repairs=getattr(args, "repairs", 0) or 0, idea_retries=getattr(args, "idea_retries", 0) or 0,
+        novelty_motivation_threshold=getattr(args, "novelty_motivation_threshold", 0.0) or 0.0,
+        novelty_code_threshold=getattr(args, "novelty_code_threshold", 0.0) or 0.0)
+
+
+def llm_local_size(value: str | None) -> str:
+    """``--llm local`` (the default model) or ``--llm local-1.5b`` as a model size; "" for none."""
+    if not value:
+        return ""
+    from services.runtime.llmserver import DEFAULT_MODEL, MODELS
+
+    size = DEFAULT_MODEL if value == "local" else value.removeprefix("local-")
+    if size not in MODELS:
+        choices = ", ".join(["local", *(f"local-{m}" for m in MODELS)])
+        raise UsageError(f"--llm {value} is not a local model; choose one of {choices}")
+    return size
 
 
 def say(message: str) -> None:
@@ -136,14 +181,21 @@ async def start_run(store: EventStore, o: RunOptions) -> RunView:
     run_id = "run-" + uuid.uuid4().hex[:12]
     seeds = [events_pb2.SeedArchitecture(name=path.stem, code=path.read_text()) for path in o.seed_archs]
     env = await store.append(
-        events_pb2.RunStarted(profile=o.profile, experiments=o.experiments, seed=o.seed, mind="evolve",
+        events_pb2.RunStarted(profile=o.profile, experiments=o.experiments, seed=o.seed, mind=o.mind_label,
                               corpus=o.corpus, engineers=o.engineers, parent_strategy=o.parent_strategy,
-                              seed_architectures=seeds),
+                              seed_architectures=seeds, llm_token_budget=o.llm_token_budget,
+                              repairs=o.repairs, idea_retries=o.idea_retries,
+                              novelty_motivation_threshold=o.novelty_motivation_threshold,
+                              novelty_code_threshold=o.novelty_code_threshold),
         run_id=run_id, aggregate_id=run_id, expected_version=0)
-    say(f"run {run_id} started: {o.experiments} experiments, profile {o.profile}, {o.engineers} engineer worker(s)")
-    return RunView(run_id, o.profile, o.experiments, o.seed, "evolve", o.corpus, o.engineers, env.event_id,
+    say(f"run {run_id} started: {o.experiments} experiments, profile {o.profile}, {o.engineers} engineer worker(s), "
+        f"mind {o.mind_label}")
+    return RunView(run_id, o.profile, o.experiments, o.seed, o.mind_label, o.corpus, o.engineers, env.event_id,
                    parent_strategy=o.parent_strategy,
-                   seed_architectures=[{"name": a.name, "code": a.code} for a in seeds])
+                   seed_architectures=[{"name": a.name, "code": a.code} for a in seeds],
+                   llm_token_budget=o.llm_token_budget, repairs=o.repairs, idea_retries=o.idea_retries,
+                   novelty_motivation_threshold=o.novelty_motivation_threshold,
+                   novelty_code_threshold=o.novelty_code_threshold)
 
 
 class Launcher:
@@ -167,13 +219,29 @@ class Launcher:
             nats = EmbeddedNats(self.data_dir / "nats", url_file=self.data_dir / "nats.url")
             url = nats.start()
             say(f"nats-server started at {url} (store {self.data_dir / 'nats'})")
+        llm_server = None
         try:
+            if self.options.llm_local:
+                llm_server = self._start_llm()
             return asyncio.run(self._main(url))
         except KeyboardInterrupt:
             return interrupted_exit()
+        except LLMServerError as exc:
+            say(f"error: {exc}")
+            return 2
         finally:
+            if llm_server is not None:
+                llm_server.stop()
             if nats is not None:
                 nats.stop()
+
+    def _start_llm(self) -> LlamaServer:
+        """The embedded model, started like nats-server and pointed at by every service."""
+        server = LlamaServer(self.options.llm_local, log_path=self.log_dir / "llama-server.log")
+        url = server.start()
+        self.options = replace(self.options, llm_url=url, llm_model=server.model_name)
+        say(f"llama-server started at {url} ({server.model_name}, {server.threads} thread(s))")
+        return server
 
     def _env(self, url: str, run_id: str, ports: dict[str, int]) -> dict[str, str]:
         # The judge's promotion settings pass through (ASI_PROMOTE_*, see services/judge/README.md).

@@ -67,6 +67,7 @@ class ArchitectureView:
     parent_strategy: str = ""
     selection: dict[str, Any] = field(default_factory=dict)  # the numbers behind the choice of parents
     status: str = "proposed"
+    llm_tokens: int = 0  # prompt + completion tokens of the exchange that wrote it
     job_id: str = ""
     progress: dict[str, float] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
@@ -113,6 +114,13 @@ class RunView:
     finished: bool = False
     best_arch_id: str = ""
     reason: str = ""
+    llm_token_budget: int = 0  # 0: the researcher's default
+    repairs: int = 0
+    idea_retries: int = 0
+    novelty_motivation_threshold: float = 0.0
+    novelty_code_threshold: float = 0.0
+    llm_tokens: int = 0  # spent by the researcher's LLM mind, from the answers' `usage`
+    llm_failures: int = 0  # exchanges that produced no proposal
 
 
 def _selection(text: str) -> dict[str, Any]:
@@ -154,7 +162,11 @@ class Projection:
         self.runs[env.run_id] = RunView(env.run_id, e.profile, e.experiments, e.seed, e.mind, e.corpus,
                                         e.engineers, env.event_id, parent_strategy=e.parent_strategy,
                                         seed_architectures=[{"name": a.name, "code": a.code}
-                                                            for a in e.seed_architectures])
+                                                            for a in e.seed_architectures],
+                                        llm_token_budget=e.llm_token_budget,
+                                        repairs=e.repairs, idea_retries=e.idea_retries,
+                                        novelty_motivation_threshold=e.novelty_motivation_threshold,
+                                        novelty_code_threshold=e.novelty_code_threshold)
 
     def _on_RunFinished(self, env: events_pb2.Envelope, e: events_pb2.RunFinished) -> None:
         run = self.runs.get(env.run_id)
@@ -170,8 +182,12 @@ class Projection:
             mutation=e.mutation, parent_selection=e.parent_selection, mind=e.mind, is_baseline=e.is_baseline,
             fingerprint=e.fingerprint, repair_of_attempt=e.repair_of_attempt, operator=e.operator,
             parent_strategy=e.parent_strategy, selection=_selection(e.selection_json),
+            llm_tokens=e.llm_prompt_tokens + e.llm_completion_tokens,
         )
         self.archs[e.arch_id].last_event_id = env.event_id
+        run = self.runs.get(env.run_id)
+        if run is not None:
+            run.llm_tokens += e.llm_prompt_tokens + e.llm_completion_tokens
         parents = ", ".join(e.parent_ids) or "none"
         self._trail(e.arch_id, env, f"proposed {e.name!r} (origin {e.origin}; parents {parents}): {e.mutation}")
 
@@ -288,6 +304,12 @@ class Projection:
             view.analysis, view.outcome, view.experience_id = e.summary, e.outcome, e.experience_id
             view.changes, view.analysis_tags = e.changes, list(e.tags)
             view.code_diff, view.effects = e.code_diff, _json(e.effects_json)
+
+    def _on_LLMExchangeFailed(self, env: events_pb2.Envelope, e: events_pb2.LLMExchangeFailed) -> None:
+        run = self.runs.get(env.run_id)
+        if run is not None:
+            run.llm_tokens += e.prompt_tokens + e.completion_tokens
+            run.llm_failures += 1
 
     def _on_EventRejected(self, env: events_pb2.Envelope, e: events_pb2.EventRejected) -> None:
         self.rejected_messages += 1

@@ -1,0 +1,405 @@
+"""The LLM mind: a served model writes new mixers as edits against a parent.
+
+Why edits and not whole files: asked for a whole new file in a JSON field, Qwen2.5-Coder-1.5B
+gave 0 buildable mixers out of 3 (one ran to the token limit, two put a Markdown fence inside
+the code, renamed the class and dropped imports); asked for ``edits: [{search, replace}]``
+against the parent, 4 of 4 parsed, applied and built (FIELD-NOTES).  So the answer is
+``{name, motivation, origin, cites, edits}``.  What a small model still gets wrong is handled
+by engineering around it, each step recorded:
+
+- fences (```` ```python ````) are stripped from every search and replace text;
+- an edit whose search text does not occur exactly once (after a whitespace-tolerant retry)
+  is a clear failure (``edits_not_applied``) naming the edit and why;
+- names a file uses but never binds, when they are the contract's allowed ones (``torch``,
+  ``F``, ``nn``, ``math``, ``rearrange``, the ``kernels`` entry points), get their import
+  added deterministically: the measured repair rounds never added a missing import;
+- a renamed ``Mixer`` class gets a ``Mixer = <class>`` alias;
+- the contract check (``gates.contract_failure``) and the engineer's probes name the error;
+  a repair round then shows the model the failing line with its context.
+
+The claimed origin is checked against what the answer cites: ``cognition`` must cite a
+retrieved cognition entry, ``experience`` an experience entry; unknown ids are dropped and a
+claim the citations do not support is recorded as ``original``, with the reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+from dataclasses import dataclass, field
+
+from services.researcher.mind import LITERATURE_KINDS, Proposal, Reference
+from services.runtime.llm import Exchange, LLMClient, LLMError
+from services.runtime.projection import ArchitectureView
+
+CHARS_PER_TOKEN = 3.5  # Qwen's tokenizer on Python and English, measured on our prompts
+CONTEXT_TOKENS = 2800  # prompt budget: llama-server's default 4096 context minus the answer
+ANSWER_TOKENS = 1024  # the measured edits answers took 141-587 tokens
+PROPOSE_TEMPERATURE = 0.7
+REPAIR_TEMPERATURE = 0.2
+MAX_EDITS = 6
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "motivation": {"type": "string"},
+        "origin": {"type": "string", "enum": ["cognition", "experience", "original"]},
+        "cites": {"type": "array", "items": {"type": "string"}},
+        "edits": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"search": {"type": "string"}, "replace": {"type": "string"}},
+                "required": ["search", "replace"],
+            },
+            "minItems": 1,
+            "maxItems": MAX_EDITS,
+        },
+    },
+    "required": ["name", "motivation", "origin", "cites", "edits"],
+}
+REPAIR_SCHEMA = {
+    "type": "object",
+    "properties": {"cause": {"type": "string"}, "edits": SCHEMA["properties"]["edits"]},
+    "required": ["cause", "edits"],
+}
+
+CONTRACT = """The architecture contract (a file that breaks it is rejected before training):
+- The file defines `class Mixer(nn.Module)` with `__init__(self, d_model: int, n_heads: int)`
+  (more keyword arguments only with defaults) and `forward(self, x)` mapping x [B, T, d_model]
+  to a tensor of the same shape, causally: output t may depend on inputs 0..t only.
+- It may import only torch, math, einops and kernels. No file, network or process access.
+- The cost must stay linear in T (no T x T attention over the whole sequence).
+- Parameters stay near the parent's count (DeltaNet's budget).
+The kernels API (flash-linear-attention conventions; every op returns (o, final_state)):
+  q, k: [B, T, H, K]; v: [B, T, H, V]; beta: [B, T, H]; log-space decay g: [B, T, H] (<= 0)
+  from kernels import chunk_linear_attn, chunk_delta_rule, chunk_gated_delta_rule
+  chunk_linear_attn(q, k, v, g=None, scale=None)      # S = diag(exp(g)) S + k v^T
+  chunk_delta_rule(q, k, v, beta, scale=None)          # S = (I - beta k k^T) S + beta k v^T
+  chunk_gated_delta_rule(q, k, v, g, beta, scale=None) # exp(g) decay, then the delta rule
+  o: [B, T, H, V]; use einops.rearrange(o, "b t h d -> b t (h d)") before the output projection."""
+
+SYSTEM = f"""You are an ML researcher who designs linear-attention token mixers in PyTorch.
+You change the PARENT file below with a few small edits that implement one design idea.
+Answer with JSON only: name (a short new name), motivation (2-4 sentences: what changes and
+why it should help the measured weaknesses), origin ("cognition" if a cited cognition entry
+inspired it, "experience" if a cited experience entry did, else "original"), cites (ids of
+the entries you used, may be empty), and edits: a list of {{"search": ..., "replace": ...}}
+where each search is an exact, unique excerpt of the PARENT code (a few whole lines) and
+replace is its new text. Keep the class name Mixer. Add any import your new code needs.
+No Markdown fences.
+
+{CONTRACT}"""
+
+REPAIR_SYSTEM = f"""You fix PyTorch token-mixer files that failed a check.
+Answer with JSON only: cause (one sentence: what in the code causes the error) and edits: a
+list of {{"search": ..., "replace": ...}} where each search is an exact, unique excerpt of the
+CURRENT code (a few whole lines) and replace is its corrected text. Fix the cause shown at the
+marked line; keep the design idea; keep the class name Mixer. No Markdown fences.
+
+{CONTRACT}"""
+
+# Names the contract allows, and the import that binds each.
+KNOWN_IMPORTS: dict[str, str] = {
+    "torch": "import torch",
+    "F": "import torch.nn.functional as F",
+    "nn": "from torch import nn",
+    "math": "import math",
+    "rearrange": "from einops import rearrange",
+    "repeat": "from einops import repeat",
+    "einsum": "from einops import einsum",
+    **{name: f"from kernels import {name}" for name in (
+        "chunk_linear_attn", "chunk_delta_rule", "chunk_gated_delta_rule",
+        "recurrent_linear_attn", "recurrent_delta_rule", "recurrent_gated_delta_rule")},
+}
+FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*\n?|\n?\s*```\s*$")
+COMPONENTS_COMMENT = re.compile(r"^# asi-arch components:.*\n", re.MULTILINE)
+
+
+class MindFailure(RuntimeError):
+    """An exchange that produced no code: the LLM's failure kinds plus ``empty_code`` and
+    ``edits_not_applied``. ``exchange`` holds what was sent and received."""
+
+    def __init__(self, kind: str, message: str, exchange: Exchange) -> None:
+        super().__init__(message)
+        self.kind, self.exchange = kind, exchange
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A proposal the LLM wrote, with the exchange that wrote it."""
+
+    proposal: Proposal
+    exchange: Exchange
+    fixes: tuple[str, ...] = ()
+    origin_check: str = ""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the prompt tells the model, most important first."""
+
+    parent: ArchitectureView
+    baseline: ArchitectureView | None
+    references: list[Reference] = field(default_factory=list)
+    siblings: list[ArchitectureView] = field(default_factory=list)
+    others: list[ArchitectureView] = field(default_factory=list)  # reference architectures from the pool
+    avoid: str = ""  # why an earlier attempt of this idea was rejected as a duplicate
+
+
+def body_of(code: str) -> str:
+    """The code without its module docstring and the genome's component comment: what the model
+    edits (the docstring is rewritten from the new motivation, and the component line would lie)."""
+    code = COMPONENTS_COMMENT.sub("", code)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    first = tree.body[0] if tree.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        lines = code.splitlines(keepends=True)
+        code = "".join(lines[first.end_lineno:])
+    return code.lstrip("\n")
+
+
+def with_docstring(name: str, motivation: str, body: str) -> str:
+    text = f"{name}\n\n{motivation}".replace('"""', "'''").replace("\\", "\\\\")
+    return f'"""{text}\n"""\n\n{body}'
+
+
+def strip_fence(text: str) -> str:
+    return FENCE.sub("", text)
+
+
+def apply_edits(code: str, edits: list[dict]) -> str:
+    """``code`` with every ``{search, replace}`` applied in order; ``ValueError`` says which edit failed and why."""
+    for n, edit in enumerate(edits, start=1):
+        search, replace = strip_fence(str(edit.get("search", ""))), strip_fence(str(edit.get("replace", "")))
+        if not search.strip():
+            raise ValueError(f"edit {n} has an empty search text")
+        count = code.count(search)
+        if count == 1:
+            code = code.replace(search, replace, 1)
+            continue
+        if count > 1:
+            raise ValueError(f"edit {n}: its search text occurs {count} times in the code; it must be unique "
+                             f"(first line: {search.strip().splitlines()[0][:80]!r})")
+        located = _tolerant_find(code, search)
+        if located is None:
+            raise ValueError(f"edit {n}: its search text does not occur in the code "
+                             f"(first line: {search.strip().splitlines()[0][:80]!r})")
+        start, end = located
+        code = code[:start] + replace + code[end:]
+    return code
+
+
+def _tolerant_find(code: str, search: str) -> tuple[int, int] | None:
+    """The one span of whole lines equal to ``search``'s lines up to surrounding whitespace."""
+    wanted = [line.strip() for line in search.strip("\n").splitlines()]
+    lines = code.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    found = [i for i in range(len(lines) - len(wanted) + 1)
+             if all(lines[i + j].strip() == wanted[j] for j in range(len(wanted)))]
+    if len(found) != 1:
+        return None
+    i = found[0]
+    # Keep the original line ending of the last line replaced.
+    end = offsets[i + len(wanted)] - (1 if lines[i + len(wanted) - 1].endswith("\n") else 0)
+    return offsets[i], end
+
+
+def fix_imports(code: str) -> tuple[str, tuple[str, ...]]:
+    """Add the import of each allowed name the code uses but never binds; alias a renamed Mixer."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code, ()
+    bound, used = set(dir(builtins)), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (used if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    missing = sorted(n for n in used - bound if n in KNOWN_IMPORTS)
+    fixes = [f"added `{KNOWN_IMPORTS[n]}`" for n in missing]
+    if missing:
+        imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+        lines = code.splitlines(keepends=True)
+        at = imports[-1].end_lineno if imports else 0
+        added = "".join(KNOWN_IMPORTS[n] + "\n" for n in missing)
+        code = "".join(lines[:at]) + added + "".join(lines[at:])
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    if classes and "Mixer" not in {c.name for c in classes} and "Mixer" not in bound:
+        renamed = classes[-1].name  # the file's last class is the mixer; helpers come before it
+        code = code.rstrip("\n") + f"\n\n\nMixer = {renamed}  # the contract's name\n"
+        fixes.append(f"aliased the renamed class {renamed} as Mixer")
+    return code, tuple(fixes)
+
+
+def error_context(code: str, failure: dict, lines_around: int = 3) -> str:
+    """The failing line of ``code`` with its neighbours, the line marked; from the traceback's last
+    frame in the candidate file, or a ``line N`` in the message."""
+    text = f"{failure.get('traceback', '')}\n{failure.get('message', '')}"
+    numbers = [int(n) for n in re.findall(r'candidate\.py", line (\d+)', text)]
+    if not numbers:
+        numbers = [int(n) for n in re.findall(r"\bline (\d+)", text)]
+    if not numbers:
+        return ""
+    lines, target = code.splitlines(), numbers[-1]
+    if not 1 <= target <= len(lines):
+        return ""
+    start, end = max(1, target - lines_around), min(len(lines), target + lines_around)
+    return "\n".join(f"{'>>' if i == target else '  '} {i:4d} | {lines[i - 1]}" for i in range(start, end + 1))
+
+
+def check_origin(claimed: str, cites: list[str], references: list[Reference]) -> tuple[str, tuple[str, ...], str]:
+    """The origin the citations support, the citations kept, and a note when either was corrected."""
+    by_id = {r.id: r for r in references}
+    kept = tuple(dict.fromkeys(c for c in cites if c in by_id))
+    notes = []
+    dropped = [c for c in cites if c not in by_id]
+    if dropped:
+        notes.append(f"dropped citations of entries that were not retrieved: {', '.join(dropped)}")
+    kinds = {"cognition" if by_id[c].kind in LITERATURE_KINDS else by_id[c].kind for c in kept}
+    origin = claimed if claimed in {"cognition", "experience", "original"} else "original"
+    if origin in {"cognition", "experience"} and origin not in kinds:
+        supported = "cognition" if "cognition" in kinds else "experience" if "experience" in kinds else "original"
+        notes.append(f"claimed origin {claimed} but cites no {claimed} entry: recorded as {supported}")
+        origin = supported
+    if not notes:
+        notes.append(f"origin {origin} agrees with the citations")
+    return origin, kept, "; ".join(notes)
+
+
+def _clip(text: str, tokens: int) -> str:
+    limit = int(tokens * CHARS_PER_TOKEN)
+    return text if len(text) <= limit else text[: max(0, limit - 4)] + " ..."
+
+
+def _result_line(arch: ArchitectureView) -> str:
+    if arch.result:
+        bench = ", ".join(f"{k} {v:.2f}" for k, v in arch.result.get("benchmarks", {}).items())
+        fitness = f"fitness {arch.fitness:.3f}, " if arch.fitness is not None else ""
+        return f"{fitness}val_loss {arch.result['val_loss']:.3f}; accuracy {bench}"
+    if arch.failure:
+        return f"{arch.status}: {arch.failure.get('kind', '')}: {arch.failure.get('message', '')[:160]}"
+    return arch.status
+
+
+def build_prompt(context: Context, budget_tokens: int = CONTEXT_TOKENS) -> str:
+    """The user message: the parent first (always whole), then the evidence, each section clipped
+    to what is left of the token budget."""
+    parent = context.parent
+    code = body_of(parent.code)
+    sections = [f"PARENT {parent.name} ({parent.arch_id}): {_result_line(parent)}\n"
+                f"PARENT code (edit this):\n{code}"]
+    if context.baseline is not None and context.baseline.result and parent.result:
+        weak = sorted(parent.result["benchmarks"].items(), key=lambda kv: kv[1])
+        gaps = ", ".join(f"{task} {score:.2f}" for task, score in weak[:3])
+        sections.append(f"Weakest capabilities of the parent (accuracy): {gaps}. Baseline "
+                        f"{context.baseline.name}: {_result_line(context.baseline)}")
+    if parent.analysis:
+        sections.append(f"Analysis of the parent: {parent.analysis}")
+    if context.avoid:
+        sections.append(f"Do NOT repeat this: {context.avoid}. Choose a different idea.")
+    if context.siblings:
+        sections.append("Other children of this parent:\n" + "\n".join(
+            f"- {s.name}: {s.mutation[:120] or s.motivation[:120]} -> {_result_line(s)}" for s in context.siblings))
+    if context.references:
+        sections.append("Retrieved entries (cite by id):\n" + "\n".join(
+            f"- [{r.id}] ({'cognition' if r.kind in LITERATURE_KINDS else r.kind}"
+            f"{', outcome ' + r.outcome if r.outcome else ''}) {r.text[:300]}" for r in context.references))
+    if context.others:
+        sections.append("Other architectures in the pool:\n" + "\n".join(
+            f"- {o.name}: {o.motivation[:160]} -> {_result_line(o)}" for o in context.others))
+    left = budget_tokens - len(SYSTEM) / CHARS_PER_TOKEN
+    kept = []
+    for section in sections:
+        if left <= 20:
+            break
+        clipped = section if section is sections[0] else _clip(section, int(left))
+        kept.append(clipped)
+        left -= len(clipped) / CHARS_PER_TOKEN
+    return "\n\n".join(kept)
+
+
+def build_repair_prompt(code: str, failure: dict) -> str:
+    body = body_of(code)
+    where = error_context(body, failure)
+    parts = [f"CURRENT code:\n{body}", f"It failed: {failure.get('kind', '')}: {failure.get('message', '')[:600]}"]
+    if where:
+        parts.append(f"The failing line (marked >>) and its context:\n{where}")
+    elif failure.get("traceback"):
+        parts.append(f"Traceback excerpt:\n{failure['traceback'][-800:]}")
+    return "\n\n".join(parts)
+
+
+class LLMMind:
+    """Writes proposals and repairs through an ``LLMClient``; every exchange comes back with the result."""
+
+    def __init__(self, client: LLMClient, *, seed: int = 0, context_tokens: int = CONTEXT_TOKENS) -> None:
+        self.client, self.seed, self.context_tokens = client, seed, context_tokens
+
+    @property
+    def label(self) -> str:
+        return self.client.label
+
+    async def propose(self, context: Context) -> Draft:
+        exchange = await self._ask(SYSTEM, build_prompt(context, self.context_tokens), "mixer_edits",
+                                   SCHEMA, PROPOSE_TEMPERATURE)
+        answer = exchange.answer
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", answer["name"].strip())[:60] or f"{context.parent.name}-llm"
+        code, fixes = self._edit(body_of(context.parent.code), answer, exchange)
+        origin, cites, note = check_origin(answer["origin"], [str(c) for c in answer["cites"]], context.references)
+        motivation = answer["motivation"].strip()
+        proposal = Proposal(
+            name=name, motivation=motivation, code=with_docstring(name, motivation, code), components={},
+            origin=origin, citations=cites,
+            mutation=f"LLM edits of {context.parent.name}: {len(answer['edits'])} edit(s)")
+        return Draft(proposal, exchange, fixes, note)
+
+    async def repair(self, arch_id: str, failed: Proposal, failure: dict) -> Draft:
+        """Edits of ``failed`` (proposal ``arch_id``) that answer ``failure`` ({kind, message, traceback})."""
+        exchange = await self._ask(REPAIR_SYSTEM, build_repair_prompt(failed.code, failure), "mixer_repair",
+                                   REPAIR_SCHEMA, REPAIR_TEMPERATURE)
+        answer = exchange.answer
+        code, fixes = self._edit(body_of(failed.code), answer, exchange)
+        cause = answer["cause"].strip()[:300]
+        # The motivation stays the idea's own: a repair fixes code, and the novelty gate compares ideas.
+        motivation = failed.motivation.split("\n\nRepair after ")[0]
+        proposal = Proposal(
+            name=failed.name, motivation=motivation, code=with_docstring(failed.name, motivation, code),
+            components={}, origin=failed.origin, citations=failed.citations,
+            mutation=f"LLM repair of {arch_id} after {failure.get('kind', '')}: {cause}")
+        return Draft(proposal, exchange, fixes, "repair: origin and citations of the repaired proposal")
+
+    async def _ask(self, system: str, user: str, schema_name: str, schema: dict, temperature: float) -> Exchange:
+        try:
+            return await self.client.ask_json(system, user, schema_name=schema_name, schema=schema,
+                                              temperature=temperature, max_tokens=ANSWER_TOKENS, seed=self.seed)
+        except LLMError as exc:
+            raise MindFailure(exc.kind, str(exc), exc.exchange or Exchange("", "", {})) from exc
+
+    @staticmethod
+    def _edit(code: str, answer: dict, exchange: Exchange) -> tuple[str, tuple[str, ...]]:
+        edits = [e for e in answer["edits"] if isinstance(e, dict)]
+        if not edits or all(not strip_fence(str(e.get("replace", ""))).strip()
+                            and not str(e.get("search", "")).strip() for e in edits):
+            raise MindFailure("empty_code", "the answer holds no edits with code", exchange)
+        try:
+            edited = apply_edits(code, edits[:MAX_EDITS])
+        except ValueError as exc:
+            raise MindFailure("edits_not_applied", str(exc), exchange) from exc
+        if edited.strip() == code.strip():
+            raise MindFailure("empty_code", "the edits leave the code unchanged", exchange)
+        return fix_imports(edited)

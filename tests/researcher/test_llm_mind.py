@@ -1,0 +1,176 @@
+"""The LLM mind: its engineering around a small model (edits, fences, imports, the error's line,
+the origin check, the prompt's budget), and every malformed-answer kind, through the real
+``AsyncOpenAI`` client against tests/recorded_llm.py's local OpenAI-compatible server.
+
+Answers: ``propose-*.json`` and ``truncated.json`` under tests/recorded/llm-mind/ are real
+Qwen2.5-Coder-0.5B answers (tests/record_llm_answers.py). The refusal, the malformed JSON, the
+empty edits and the edit that misses are real answers altered by hand, as named in each test;
+the HTTP 500, the delay and the stopped server are the server's own behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from services.researcher import gates
+from services.researcher.llm_mind import (
+    CHARS_PER_TOKEN,
+    SYSTEM,
+    Context,
+    LLMMind,
+    MindFailure,
+    apply_edits,
+    body_of,
+    build_prompt,
+    check_origin,
+    error_context,
+    fix_imports,
+)
+from services.researcher.mind import Reference
+from services.runtime.llm import LLMClient
+from tests.record_llm_answers import REFERENCES, seed_parent
+from tests.recorded_llm import RECORDED, RecordedAnswerServer, completion, delayed, http_error, load
+
+PARENT = seed_parent()
+CONTEXT = Context(PARENT, PARENT, REFERENCES)
+
+
+def real_answer() -> dict:
+    """The first recorded proposal of the real model whose edits applied to the parent."""
+    first = sorted((RECORDED / "llm-mind").glob("propose-*.json"))[0]
+    return load(f"llm-mind/{first.name}")
+
+
+def with_content(answer: dict, content: str, **changes: str) -> dict:
+    answer["choices"][0]["message"]["content"] = content
+    answer["choices"][0].update(changes)
+    return answer
+
+
+def propose(answers: object, *, timeout_s: float = 30.0, stop_first: bool = False):
+    with RecordedAnswerServer({"mixer_edits": answers}) as server:  # type: ignore[dict-item]
+        if stop_first:
+            server.stop()
+        mind = LLMMind(LLMClient(server.base_url, "recorded-model", timeout_s=timeout_s))
+        return asyncio.run(mind.propose(CONTEXT)), server.requests
+
+
+# -- the engineering ------------------------------------------------------------------------------
+
+def test_edits_apply_in_order_and_fences_are_stripped() -> None:
+    code = "a = 1\nb = 2\nc = 3\n"
+    edited = apply_edits(code, [{"search": "```python\nb = 2\n```", "replace": "b = 20"}, {"search": "c = 3",
+                                                                                           "replace": "c = b"}])
+    assert edited == "a = 1\nb = 20\nc = b\n"
+
+
+def test_an_edit_that_misses_or_is_ambiguous_says_which_and_why() -> None:
+    with pytest.raises(ValueError, match=r"edit 2: its search text does not occur in the code \(first line: 'zz'\)"):
+        apply_edits("x = 1\n", [{"search": "x = 1", "replace": "x = 2"}, {"search": "zz", "replace": "y"}])
+    with pytest.raises(ValueError, match="edit 1: its search text occurs 2 times"):
+        apply_edits("x = 1\nx = 1\n", [{"search": "x = 1", "replace": "x = 2"}])
+
+
+def test_an_edit_matches_despite_indentation_drift() -> None:
+    code = "class A:\n    def f(self):\n        return 1\n"
+    assert apply_edits(code, [{"search": "def f(self):\n  return 1", "replace": "    def f(self):\n        return 2"}]
+                       ) == "class A:\n    def f(self):\n        return 2\n"
+
+
+def test_missing_allowed_imports_are_added_and_a_renamed_mixer_is_aliased() -> None:
+    code = ("from torch import nn\n\n\nclass Recall(nn.Module):\n    def forward(self, x):\n"
+            "        o, _ = chunk_gated_delta_rule(x, x, x, torch.zeros(1), F.sigmoid(x))\n        return o\n")
+    fixed, fixes = fix_imports(code)
+    assert "import torch\n" in fixed and "import torch.nn.functional as F\n" in fixed
+    assert "from kernels import chunk_gated_delta_rule\n" in fixed and fixed.rstrip().endswith("Mixer = Recall  # the "
+                                                                                                 "contract's name")
+    assert len(fixes) == 4 and gates.contract_failure(fixed) is None
+    assert fix_imports(fixed)[1] == ()  # nothing left to fix
+
+
+def test_the_failing_line_is_shown_with_its_context() -> None:
+    code = "\n".join(f"line{i}" for i in range(1, 11))
+    shown = error_context(code, {"traceback": 'File "candidate.py", line 2, in f\nFile "candidate.py", line 6, in g',
+                                 "message": ""})
+    assert ">>    6 | line6" in shown and "     3 | line3" in shown and "line10" not in shown
+    assert error_context(code, {"message": "line 9: invalid syntax", "traceback": ""}).count(">>") == 1
+
+
+def test_the_claimed_origin_is_checked_against_the_citations() -> None:
+    refs = [Reference("lit-1", "cognition", (), "t", 0.5), Reference("exp-1", "experience", (), "t", 0.5)]
+    assert check_origin("cognition", ["lit-1"], refs)[:2] == ("cognition", ("lit-1",))
+    origin, cites, note = check_origin("cognition", ["exp-1", "made-up"], refs)
+    assert (origin, cites) == ("experience", ("exp-1",))
+    assert "made-up" in note and "claimed origin cognition but cites no cognition entry" in note
+    assert check_origin("experience", [], refs)[0] == "original"
+
+
+def test_the_prompt_keeps_the_parent_whole_and_the_rest_within_the_budget() -> None:
+    many = [Reference(f"lit-{i}", "cognition", (), "an insight about recall " * 30, 0.5) for i in range(40)]
+    prompt = build_prompt(Context(PARENT, PARENT, many), budget_tokens=1600)
+    assert body_of(PARENT.code) in prompt and "Weakest capabilities" in prompt
+    assert (len(prompt) + len(SYSTEM)) / CHARS_PER_TOKEN <= 1600 + 10
+    assert "lit-39" not in prompt  # clipped
+
+
+# -- a real answer, and every malformed kind ------------------------------------------------------
+
+def test_a_real_answer_becomes_a_proposal_with_its_exchange_and_usage() -> None:
+    answer = real_answer()
+    draft, requests = propose(answer)
+    sent = requests[0]
+    assert sent["response_format"]["type"] == "json_schema" and sent["response_format"]["json_schema"]["name"] == \
+        "mixer_edits"
+    assert body_of(PARENT.code) in sent["messages"][1]["content"]
+    assert draft.exchange.prompt_tokens == answer["usage"]["prompt_tokens"]
+    assert draft.exchange.completion_tokens == answer["usage"]["completion_tokens"]
+    assert draft.exchange.response == answer["choices"][0]["message"]["content"]
+    assert "class Mixer" in draft.proposal.code and draft.proposal.code.startswith('"""')
+    assert "# asi-arch components" not in draft.proposal.code  # the genome's line would lie about LLM code
+    assert draft.proposal.origin in {"cognition", "experience", "original"} and draft.origin_check
+
+
+def test_a_truncated_answer_is_a_truncated_failure() -> None:
+    with pytest.raises(MindFailure) as failure:
+        propose(load("llm-mind/truncated.json"))  # real: the same request with max_tokens=40
+    assert failure.value.kind == "truncated" and "token limit" in str(failure.value)
+    assert failure.value.exchange.completion_tokens > 0 and failure.value.exchange.prompt
+
+
+@pytest.mark.parametrize(("content", "kind", "words"), [
+    ('{"name": "x", "motivation": "m", "origin": "original", "cites": [], "edits": [{"search": "a"', "malformed",
+     "not JSON"),
+    ("I'm sorry, but I can't help with designing that.", "refusal", "declined"),
+    ('{"name": "x", "motivation": "m", "origin": "original", "cites": [], "edits": []}', "empty_code", "no edits"),
+    ('{"name": "x", "motivation": "m", "cites": [], "edits": [{"search": "a", "replace": "b"}]}', "malformed",
+     "lacks 'origin'"),
+    ("", "malformed", "empty"),
+])
+def test_a_malformed_answer_is_a_failure_of_its_kind(content: str, kind: str, words: str) -> None:
+    with pytest.raises(MindFailure) as failure:
+        propose(with_content(real_answer(), content))
+    assert failure.value.kind == kind and words in str(failure.value)
+    assert failure.value.exchange.response == content and failure.value.exchange.prompt
+
+
+def test_an_edit_that_does_not_apply_is_a_clear_failure() -> None:
+    answer = real_answer()
+    content = json.loads(answer["choices"][0]["message"]["content"], strict=False)
+    content["edits"][0]["search"] = "self.no_such_layer = nn.Identity()"  # the real answer, one search altered
+    with pytest.raises(MindFailure) as failure:
+        propose(with_content(answer, json.dumps(content)))
+    assert failure.value.kind == "edits_not_applied" and "edit 1: its search text does not occur" in str(failure.value)
+
+
+def test_http_500_a_timeout_and_a_server_that_is_down_are_failures_of_their_kind() -> None:
+    with pytest.raises(MindFailure) as failure:
+        propose(http_error(500, "model crashed"))
+    assert failure.value.kind == "http_error" and "HTTP 500" in str(failure.value)
+    with pytest.raises(MindFailure) as failure:
+        propose(delayed(5, completion("{}")), timeout_s=1)
+    assert failure.value.kind == "timeout"
+    with pytest.raises(MindFailure) as failure:
+        propose(real_answer(), stop_first=True)
+    assert failure.value.kind == "unreachable"
