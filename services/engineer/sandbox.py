@@ -115,6 +115,7 @@ def run_sandboxed(
             "processes": limits.processes,
         },
     }
+    request["spawned_at"] = time.time()  # the child's start-up is measured from here (one machine, one clock)
     (scratch / "request.json").write_text(json.dumps(request))
     (scratch / CANDIDATE_FILE).write_text(code)
     read_fd, write_fd = os.pipe()
