@@ -39,8 +39,9 @@ import torch
 
 from services.engineer.baselines import baseline_code
 from services.engineer.data import prepare_corpus
-from services.engineer.harness import run_experiment, static_check, usable_cores
+from services.engineer.harness import run_experiment, static_check
 from services.engineer.model import LanguageModel, ModelConfig
+from services.engineer.placement import usable_cores
 from services.engineer.profiles import get_profile
 
 KERNEL_CALL = "chunk_gated_delta_rule(q, k, v, g, beta)"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from services.engineer.baselines import baseline_code
 from services.engineer.data import prepare_corpus
+from services.engineer.placement import experiment_threads
 from services.engineer.profiles import get_profile
 from services.engineer.sandbox import Limits, run_sandboxed
 
@@ -34,10 +35,6 @@ FORBIDDEN_ATTRIBUTES = frozenset({"os", "sys", "subprocess", "socket", "builtins
                                   "environ", "system", "popen", "distributed", "serialization", "compile",
                                   "_dynamo", "_inductor", "_C", "from_file", "tofile"})
 ALLOWED_DUNDERS = frozenset({"__init__", "__name__", "__class__", "__call__"})
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _failure(kind: str, message: str, traceback: str = "") -> dict:
@@ -152,7 +149,7 @@ def run_experiment(
     train_path, val_path = prepare_corpus(corpus, data)
     request = {"mode": "experiment", "profile": spec.name, "seed": seed, "train_path": str(train_path.resolve()),
                "val_path": str(val_path.resolve()), "allow_quadratic": _is_quadratic_reference(code)}
-    threads = threads or spec.threads or usable_cores()
+    threads = threads or spec.threads or experiment_threads()
     limits = Limits(timeout_s=timeout_s or spec.timeout_s, memory_mb=spec.memory_mb, threads=threads)
 
     def forward_progress(event: dict) -> None:
