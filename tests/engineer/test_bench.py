@@ -41,7 +41,8 @@ def test_the_experiment_benchmark_accounts_for_every_second_of_an_experiment() -
     assert sum(run["phases"].values()) == pytest.approx(run["seconds"])
     assert all(seconds >= 0 for seconds in run["phases"].values()), run["phases"]
     assert run["phases"]["train_text"] > 0 and run["phases"]["train_tasks"] > 0
-    assert report["experiments_per_hour"] == pytest.approx(3600 / run["seconds"])
+    # Experiments per hour come from the wall clock around the experiments: nothing much else in it.
+    assert report["experiments_per_hour"] == pytest.approx(3600 / run["seconds"], rel=0.02)
 
 
 @pytest.mark.slow
@@ -49,4 +50,4 @@ def test_the_experiment_benchmark_times_another_revision_beside_ours() -> None:
     report = run_experiment_bench("--reference", "HEAD")
     assert report["reference"]["revision"] == "HEAD" and report["reference"]["runs"][0]["ok"]
     assert report["speedup_over_reference"] == pytest.approx(
-        report["reference"]["seconds_per_experiment"] / report["seconds_per_experiment"])
+        report["experiments_per_hour"] / report["reference"]["experiments_per_hour"])
