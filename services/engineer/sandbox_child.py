@@ -217,7 +217,10 @@ def main() -> None:
         loss, _ = warm(torch.randint(0, 300, (1, 8)), torch.randint(0, 300, (1, 8)))
     loss.backward()
     if request["mode"] == "experiment":
-        torch.optim.AdamW(warm.parameters()).step()  # imports TorchDynamo: seconds, so only when training
+        warm_optimizer = train.AdamW([{"params": list(warm.parameters())}], lr=1e-3, betas=(0.9, 0.95))
+        torch.nn.utils.clip_grad_norm_(warm.parameters(), 1.0)
+        warm_optimizer.step()
+        del warm_optimizer
         torch.save({"warm": warm.state_dict()}, io.BytesIO())
     del warm, loss
     early_phases["warm_up"] = time.perf_counter() - warm_up_started

@@ -32,12 +32,65 @@ def learning_rate(step: int, profile: Profile) -> float:
     return profile.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (profile.lr - profile.min_lr)
 
 
-def make_optimizer(model: LanguageModel, profile: Profile) -> torch.optim.AdamW:
+class AdamW:
+    """torch.optim.AdamW's update (decoupled weight decay, bias-corrected moments), on foreach ops.
+
+    Not torch.optim's own because its first optimizer imports TorchDynamo through its decorators:
+    2-8 s of every sandboxed experiment on this machine, for nothing we use. The state dict has
+    torch.optim's layout (``state`` by parameter index, ``param_groups`` with ``params`` indices), so
+    ``torch.optim.AdamW.load_state_dict`` reads a checkpoint's optimizer as readily as this class.
+    """
+
+    def __init__(self, groups: list[dict], lr: float, betas: tuple[float, float], eps: float = 1e-8) -> None:
+        self.param_groups = [{"lr": lr, "betas": betas, "eps": eps, "weight_decay": 0.0, **group,
+                              "params": list(group["params"])} for group in groups]
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for param in group["params"]:
+                param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for param in params:
+                if param not in self.state:
+                    self.state[param] = {"step": torch.zeros((), dtype=torch.float32),
+                                         "exp_avg": torch.zeros_like(param), "exp_avg_sq": torch.zeros_like(param)}
+            states = [self.state[p] for p in params]
+            grads = [p.grad for p in params]
+            exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+            for state in states:
+                state["step"] += 1
+            step = int(states[0]["step"])  # a group's parameters are stepped together
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            if group["weight_decay"]:
+                torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+            denominators = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_div_(denominators, math.sqrt(1 - beta2**step))
+            torch._foreach_add_(denominators, eps)
+            torch._foreach_addcdiv_(params, exp_avgs, denominators, -lr / (1 - beta1**step))
+
+    def state_dict(self) -> dict:
+        index = {p: i for i, p in enumerate(p for group in self.param_groups for p in group["params"])}
+        groups = [{**{k: v for k, v in group.items() if k != "params"}, "params": [index[p] for p in group["params"]]}
+                  for group in self.param_groups]
+        return {"state": {index[p]: dict(state) for p, state in self.state.items()}, "param_groups": groups}
+
+
+def make_optimizer(model: LanguageModel, profile: Profile) -> AdamW:
     # Decay matrices only: norms, biases and 1-d gate parameters (A_log, dt_bias) keep their init.
     decayed = [p for p in model.parameters() if p.dim() >= 2]
     kept = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decayed, "weight_decay": profile.weight_decay}, {"params": kept, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=profile.lr, betas=(0.9, 0.95))
+    return AdamW(groups, lr=profile.lr, betas=(0.9, 0.95))
 
 
 def task_batches(profile: Profile, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -95,7 +148,7 @@ def train(
     seed: int,
     train_tokens: np.ndarray,
     report: Callable[[dict], None],
-) -> tuple[torch.optim.AdamW, dict, dict[str, float]]:
+) -> tuple[AdamW, dict, dict[str, float]]:
     """Train in place; return the optimizer, the run's figures (time, throughput, MFU, last loss) and
     the seconds spent on setup, on text rows, on task rows and in the optimizer.
 
