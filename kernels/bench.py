@@ -29,7 +29,7 @@ from functools import partial
 import torch
 
 from kernels.common.testing import make_inputs, relative_error
-from kernels.dispatch import implementation
+from kernels.dispatch import causal_conv1d, implementation
 
 # (benchmark case, op, gate): the search space's recurrences.
 CASES: dict[str, tuple[str, str | None]] = {
@@ -59,6 +59,10 @@ FLA_CUDA: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "delta_rule": ("fla.ops.delta_rule", "chunk_delta_rule", ("q", "k", "v", "beta")),
     "gated_delta_rule": ("fla.ops.gated_delta_rule", "chunk_gated_delta_rule", ("q", "k", "v", "g", "beta")),
 }
+# The causal short convolution (x: [B, T, H * K], a width-4 depthwise weight, SiLU), as the baselines
+# use it: the padded Conv1d specification against the shifted multiply-adds.
+CONV_CASE = "short_conv"
+CONV_WIDTH = 4
 # fla's delta_rule_chunkwise takes [B, H, T, K] rather than [B, T, H, K].
 FLA_HEAD_FIRST = {"delta_rule_chunkwise"}
 
@@ -119,16 +123,16 @@ def _time_rounds(
     the median seconds, the largest relative error against that reference, and the failures.
     """
     leaves = [x for x in inputs.values() if x is not None]
-    v = inputs["v"]
-    assert v is not None
-    grad_o = torch.randn(v.shape, device=v.device)
+    grad_o: list[torch.Tensor] = []  # drawn once, at the first output's shape
 
     def step(run: Callable[..., torch.Tensor]) -> tuple[float, list[torch.Tensor]]:
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
         o = run(**inputs)
-        grads = torch.autograd.grad((o.float() * grad_o).sum(), leaves)
+        if not grad_o:
+            grad_o.append(torch.randn(o.shape, device=o.device))
+        grads = torch.autograd.grad((o.float() * grad_o[0]).sum(), leaves)
         if cuda:
             torch.cuda.synchronize()
         return time.perf_counter() - start, [o.detach(), *grads]
@@ -152,12 +156,29 @@ def _time_rounds(
     return {name: statistics.median(times) for name, times in seconds.items()}, errors, failures
 
 
+def _conv_runs() -> dict[str, Callable[..., torch.Tensor]]:
+    def naive(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return causal_conv1d(x, weight, activation="silu", backend="naive")[0]
+
+    def shift(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return causal_conv1d(x, weight, activation="silu", backend="torch")[0]
+
+    return {"naive_conv1d": naive, "torch_shift": shift}
+
+
+def _conv_inputs(B: int, T: int, D: int, dtype: torch.dtype, device: str) -> dict[str, torch.Tensor | None]:
+    return {"x": torch.randn(B, T, D, dtype=dtype, device=device, requires_grad=True),
+            "weight": (torch.randn(D, CONV_WIDTH, device=device) / 2).to(dtype).requires_grad_()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--gpu-target", action="store_true", help="CUDA, bf16, B=4 T=4096 H=16 K=V=128")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per implementation")
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES))
+    every_case = [*CASES, CONV_CASE]
+    parser.add_argument("--cases", default=",".join(every_case),
+                        help="comma-separated subset of " + ",".join(every_case))
     parser.add_argument("--shape", type=int, nargs=5, metavar=("B", "T", "H", "K", "V"))
     parser.add_argument("--no-naive", action="store_true", help="skip the step-by-step reference")
     parser.add_argument("--no-fla", action="store_true", help="skip flash-linear-attention's references")
@@ -175,6 +196,14 @@ def main(argv: list[str] | None = None) -> None:
     measurements: list[Measurement] = []
     failures: list[dict[str, str]] = []
     for case in args.cases.split(","):
+        if case == CONV_CASE:
+            medians, errors, case_failures = _time_rounds(_conv_runs(), _conv_inputs(B, T, H * K, dtype, device),
+                                                          args.repeats, cuda)
+            for name, seconds in medians.items():
+                measurements.append(Measurement(case, name, seconds * 1e3, B * T / seconds, errors[name]))
+            failures += [{"case": case, "implementation": name, "error": e} for name, e in case_failures.items()]
+            print(f"measured {case}", file=sys.stderr, flush=True)
+            continue
         op, gate = CASES[case]
         runs: dict[str, Callable[..., torch.Tensor]] = {}
         if with_naive:
@@ -199,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     for m in measurements:
         by_case.setdefault(m.case, {})[m.implementation] = m
     for case, found in by_case.items():
-        baselines = [name for name in found if name == "naive" or name.startswith("fla_")]
+        baselines = [name for name in found if name.startswith(("naive", "fla_"))]
         for name, m in found.items():
             for baseline in baselines:
                 if name != baseline:

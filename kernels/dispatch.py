@@ -22,6 +22,8 @@ from kernels.gated_delta_rule.chunk import torch_chunk_gated_delta_rule
 from kernels.gated_delta_rule.naive import naive_recurrent_gated_delta_rule
 from kernels.linear_attn.chunk import torch_chunk_linear_attn
 from kernels.linear_attn.naive import naive_recurrent_linear_attn
+from kernels.short_conv.naive import naive_causal_conv1d
+from kernels.short_conv.shift import torch_causal_conv1d
 
 Backend = Literal["naive", "torch", "triton"]
 BACKENDS: tuple[Backend, ...] = ("naive", "torch", "triton")
@@ -189,3 +191,23 @@ def recurrent_gated_delta_rule(
     """`chunk_gated_delta_rule` computed step by step (the form for decoding a few tokens at a time)."""
     run = implementation("gated_delta_rule", "recurrent", choose_backend(q, backend))
     return run(q, k, v, g, beta, scale=scale, initial_state=initial_state, output_final_state=output_final_state)
+
+
+def causal_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    activation: str | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    *,
+    backend: Backend | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Depthwise causal short convolution: y_t = act(sum_{i < W} weight[:, i] * x_{t - W + 1 + i}).
+
+    x: [B, T, D]; weight: [D, W] (a depthwise `nn.Conv1d`'s weight without its middle axis);
+    activation: None or "silu"; initial_state: [B, D, W - 1], the inputs before x. Returns y:
+    [B, T, D] and the final state [B, D, W - 1] or None. `naive` is `Conv1d` with left padding; `torch`
+    and `triton` run the shifted multiply-adds (plain PyTorch ops, fast on either device).
+    """
+    run = naive_causal_conv1d if choose_backend(x, backend) == "naive" else torch_causal_conv1d
+    return run(x, weight, activation, initial_state=initial_state, output_final_state=output_final_state)

@@ -222,7 +222,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiments", type=int, default=8, help="experiment budget, baseline excluded")
     parser.add_argument("--profile", default="cpu", help="training profile: tiny, cpu, gpu-20m, gpu-340m")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--engineers", type=int, default=1, help="engineer workers (jobs in flight)")
+    parser.add_argument("--engineers", type=int, help="engineer workers (jobs in flight); default: one per core, "
+                        "at most 4, the cores shared out as threads (services/engineer/placement.py)")
     parser.add_argument("--corpus", help="text file or folder to train on (default: the Python standard library)")
     parser.add_argument("--new-run", action="store_true", help="start a new run even if the log holds one")
     parser.add_argument("--parent-strategy", default=DEFAULT_STRATEGY, choices=STRATEGIES,

@@ -28,8 +28,14 @@ def _corpus_files(root: Path) -> list[Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"corpus {root} is neither a file nor a folder")
     if root == default_corpus():
-        # The stdlib folder also holds the interpreter's site-packages: not the stdlib.
-        return sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
+        # The stdlib folder also holds the interpreter's site-packages: not the stdlib. Pruned during
+        # the walk, not filtered after it: walking site-packages made every experiment's cache check
+        # take about a second.
+        found = []
+        for folder, subfolders, names in os.walk(root):
+            subfolders[:] = [name for name in subfolders if name != "site-packages"]
+            found += [Path(folder, name) for name in names if name.endswith(".py")]
+        return sorted(found)
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from services.engineer.baselines import baseline_code
 from services.engineer.data import prepare_corpus
+from services.engineer.placement import experiment_threads
 from services.engineer.profiles import get_profile
 from services.engineer.sandbox import Limits, run_sandboxed
 
@@ -34,10 +35,6 @@ FORBIDDEN_ATTRIBUTES = frozenset({"os", "sys", "subprocess", "socket", "builtins
                                   "environ", "system", "popen", "distributed", "serialization", "compile",
                                   "_dynamo", "_inductor", "_C", "from_file", "tofile"})
 ALLOWED_DUNDERS = frozenset({"__init__", "__name__", "__class__", "__call__"})
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _failure(kind: str, message: str, traceback: str = "") -> dict:
@@ -138,12 +135,14 @@ def run_experiment(
     on_progress: Callable[[dict], None] | None = None,
     timeout_s: float | None = None,
     data_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Probes, then training and evaluation under ``profile``, all in one sandboxed process.
 
     Success: ``{"ok": True, "val_loss", "benchmarks", "benchmark_mean", "params", "tokens_per_s",
     "train_seconds", "checks", "checkpoint"}``; the checkpoint is stored as
     ``<data_dir>/checkpoints/<sha256>.pt``.  Failure: ``{"ok": False, "failure", "checks"}``.
+    ``threads`` overrides the profile's thread count (several experiments sharing the cores).
     """
     spec = get_profile(profile)
     data = Path(data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV, ".asi"))
@@ -153,7 +152,7 @@ def run_experiment(
     train_path, val_path = prepare_corpus(corpus, data)
     request = {"mode": "experiment", "profile": spec.name, "seed": seed, "train_path": str(train_path.resolve()),
                "val_path": str(val_path.resolve()), "allow_quadratic": _is_quadratic_reference(code)}
-    threads = spec.threads or usable_cores()
+    threads = threads or spec.threads or experiment_threads()
     limits = Limits(timeout_s=timeout_s or spec.timeout_s, memory_mb=spec.memory_mb, threads=threads)
 
     def forward_progress(event: dict) -> None:
@@ -165,9 +164,11 @@ def run_experiment(
     try:
         events = run_sandboxed(request, code, limits, forward_progress, keep=("checkpoint.pt",), keep_dir=landing)
         checks, failure, result, isolation = _fold(events)
+        # Seconds per phase as the child timed them (process start, imports, each probe, training, ...).
+        phases = {event["name"]: event["seconds"] for event in events if event["event"] == "phase"}
         if failure or result is None:
             return {"ok": False, "failure": failure or _failure("crashed", "no result"), "checks": checks,
-                    "isolation": isolation}
+                    "isolation": isolation, "phases": phases}
         checkpoint = _store_checkpoint(landing / "checkpoint.pt", data / "checkpoints")
     finally:
         shutil.rmtree(landing, ignore_errors=True)
@@ -185,6 +186,7 @@ def run_experiment(
         "checks": checks,
         "checkpoint": checkpoint,
         "isolation": isolation,
+        "phases": phases,
     }
 
 

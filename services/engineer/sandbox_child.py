@@ -31,8 +31,11 @@ import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
+import time  # noqa: E402
 import traceback  # noqa: E402
 import types  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from services.runtime import processes  # noqa: E402
@@ -61,6 +64,13 @@ class Channel:
 
     def emit(self, event: dict) -> None:
         os.write(self.fd, (json.dumps(event) + "\n").encode())
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the block and report it as a ``phase`` event (the experiment benchmark's breakdown)."""
+        started = time.perf_counter()
+        yield
+        self.emit({"event": "phase", "name": name, "seconds": time.perf_counter() - started})
 
 
 def excerpt(exc: BaseException) -> str:
@@ -173,10 +183,14 @@ def load_mixer(code: str, path: Path) -> type:
 
 
 def main() -> None:
+    entered = time.time()  # wall clock, comparable with the parent's: it measures the process start
+    imports_started = time.perf_counter()
     scratch, fd = Path(sys.argv[1]), int(sys.argv[2])
     request = json.loads((scratch / "request.json").read_text())
     set_limits(request["limits"])
     channel = Channel(fd)
+    # Timed now, reported after the isolation event (the first event a caller sees).
+    early_phases = {"process_start": entered - request["spawned_at"]}
 
     import torch
 
@@ -188,6 +202,8 @@ def main() -> None:
 
     torch.set_num_threads(request["threads"])
     import kernels  # noqa: F401 - imported now, while its files are readable
+    early_phases["imports"] = time.perf_counter() - imports_started
+    warm_up_started = time.perf_counter()
     profile = profiles.get_profile(request["profile"]) if request.get("profile") else None
     budget_d, budget_h = (profile.d_model, profile.n_heads) if profile else (probes.PROBE_D_MODEL, probes.PROBE_HEADS)
     reference = load_mixer(baseline_code("deltanet"), scratch / "deltanet.py")
@@ -202,21 +218,28 @@ def main() -> None:
         loss, _ = warm(torch.randint(0, 300, (1, 8)), torch.randint(0, 300, (1, 8)))
     loss.backward()
     if request["mode"] == "experiment":
-        torch.optim.AdamW(warm.parameters()).step()  # imports TorchDynamo: seconds, so only when training
+        warm_optimizer = train.AdamW([{"params": list(warm.parameters())}], lr=1e-3, betas=(0.9, 0.95))
+        torch.nn.utils.clip_grad_norm_(warm.parameters(), 1.0)
+        warm_optimizer.step()
+        del warm_optimizer
         torch.save({"warm": warm.state_dict()}, io.BytesIO())
     del warm, loss
+    early_phases["warm_up"] = time.perf_counter() - warm_up_started
 
     isolation = enter_jail(scratch, channel, request["mount_namespace"])
     isolation["network_isolated"] = request["network_isolated"]
     isolation["pid"] = os.getpid()
     channel.emit({"event": "isolation", **isolation})
+    for name, seconds in early_phases.items():
+        channel.emit({"event": "phase", "name": name, "seconds": seconds})
 
     stage, default_kind = "build", "build_error"
     try:
-        code = Path(CANDIDATE_FILE).read_text()
-        mixer_class = load_mixer(code, Path(CANDIDATE_FILE))
-        mixer = mixer_class(probes.PROBE_D_MODEL, probes.PROBE_HEADS)
-        params = sum(p.numel() for p in mixer_class(budget_d, budget_h).parameters())
+        with channel.phase("build"):
+            code = Path(CANDIDATE_FILE).read_text()
+            mixer_class = load_mixer(code, Path(CANDIDATE_FILE))
+            mixer = mixer_class(probes.PROBE_D_MODEL, probes.PROBE_HEADS)
+            params = sum(p.numel() for p in mixer_class(budget_d, budget_h).parameters())
         channel.emit({"event": "check", "name": "build", "result": {"ok": True}})
         default_kind = "runtime_error"
         for stage, run in (
@@ -227,7 +250,9 @@ def main() -> None:
             ("complexity", lambda: probes.check_complexity(mixer, exempt=request["allow_quadratic"])),
             ("params", lambda: probes.check_params(params, reference_params, budget_d, budget_h)),
         ):
-            channel.emit({"event": "check", "name": stage, "result": run()})
+            with channel.phase(stage):
+                result = run()
+            channel.emit({"event": "check", "name": stage, "result": result})
         if request["mode"] == "check":
             stage = "fingerprint"
             channel.emit({"event": "result", "fingerprint": functional_fingerprint(code)})
@@ -240,21 +265,24 @@ def main() -> None:
         def progress(report: dict) -> None:
             channel.emit({"event": "progress", **report})
 
-        optimizer, stats = train.train(model, profile, request["seed"], splits[0], progress)
+        optimizer, stats, seconds = train.train(model, profile, request["seed"], splits[0], progress)
         stage = "evaluate"
-        evaluation = train.evaluate(model, profile, splits[1])
+        evaluation, eval_seconds = train.evaluate(model, profile, splits[1])
+        for name, spent in {**seconds, **eval_seconds}.items():
+            channel.emit({"event": "phase", "name": name, "seconds": spent})
         if not math.isfinite(evaluation["val_loss"]):
             raise FloatingPointError(f"validation loss is {evaluation['val_loss']}")
-        torch.save({
-            "code": code,
-            "profile": profile.name,
-            "seed": request["seed"],
-            "model_config": config.__dict__,
-            "step": profile.steps,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "val_loss": evaluation["val_loss"],
-        }, "checkpoint.pt")
+        with channel.phase("checkpoint"):
+            torch.save({
+                "code": code,
+                "profile": profile.name,
+                "seed": request["seed"],
+                "model_config": config.__dict__,
+                "step": profile.steps,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "val_loss": evaluation["val_loss"],
+            }, "checkpoint.pt")
         channel.emit({"event": "result", "params": model.count_parameters(), **stats, **evaluation})
     except probes.ProbeFailure as failure:
         result = {**failure.result, "ok": False, "error": str(failure)}

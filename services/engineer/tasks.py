@@ -131,26 +131,27 @@ def noisy_recall(task: Task, vocab: TaskVocabulary, n: int,
     seq_len, n_keys = task.seq_len, task.size
     keys = _distinct(n, n_keys, *vocab.keys(task.symbols), generator)
     values = _distinct(n, n_keys, *vocab.values(task.symbols), generator)
-    inputs = torch.empty((n, seq_len), dtype=torch.long)
-    labels = torch.full((n, seq_len), IGNORE)
-    noise = torch.rand(n, seq_len, generator=generator) < RECALL_NOISE_P
-    noise_bytes = torch.randint(0, BYTES, (n, seq_len), generator=generator)
-    choice = torch.randint(0, n_keys, (n, seq_len), generator=generator)
-    for row in range(n):
+    noise = (torch.rand(n, seq_len, generator=generator) < RECALL_NOISE_P).tolist()
+    noise_bytes = torch.randint(0, BYTES, (n, seq_len), generator=generator).tolist()
+    choice = torch.randint(0, n_keys, (n, seq_len), generator=generator).tolist()
+    # The walk is sequential (a pair takes two slots, noise one), so it runs on Python lists: indexing
+    # tensors element by element cost a few milliseconds per training step.
+    inputs, labels = noise_bytes, [[IGNORE] * seq_len for _ in range(n)]
+    for row_keys, row_values, row_noise, row_choice, row_inputs, row_labels in zip(
+            keys.tolist(), values.tolist(), noise, choice, inputs, labels, strict=True):
         seen: set[int] = set()
         t = 0
         while t < seq_len:
-            if noise[row, t] or t == seq_len - 1:
-                inputs[row, t] = noise_bytes[row, t]
-                t += 1
+            if row_noise[t] or t == seq_len - 1:
+                t += 1  # the slot keeps its noise byte
                 continue
-            which = int(choice[row, t])
-            inputs[row, t], inputs[row, t + 1] = keys[row, which], values[row, which]
+            which = row_choice[t]
+            row_inputs[t], row_inputs[t + 1] = row_keys[which], row_values[which]
             if which in seen:
-                labels[row, t] = values[row, which]
+                row_labels[t] = row_values[which]
             seen.add(which)
             t += 2
-    return inputs, labels
+    return torch.tensor(inputs), torch.tensor(labels)
 
 
 GENERATORS: dict[str, Generator] = {"mqar": mqar, "selective_copying": selective_copying, "noisy_recall": noisy_recall}

@@ -32,12 +32,65 @@ def learning_rate(step: int, profile: Profile) -> float:
     return profile.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (profile.lr - profile.min_lr)
 
 
-def make_optimizer(model: LanguageModel, profile: Profile) -> torch.optim.AdamW:
+class AdamW:
+    """torch.optim.AdamW's update (decoupled weight decay, bias-corrected moments), on foreach ops.
+
+    Not torch.optim's own because its first optimizer imports TorchDynamo through its decorators:
+    2-8 s of every sandboxed experiment on this machine, for nothing we use. The state dict has
+    torch.optim's layout (``state`` by parameter index, ``param_groups`` with ``params`` indices), so
+    ``torch.optim.AdamW.load_state_dict`` reads a checkpoint's optimizer as readily as this class.
+    """
+
+    def __init__(self, groups: list[dict], lr: float, betas: tuple[float, float], eps: float = 1e-8) -> None:
+        self.param_groups = [{"lr": lr, "betas": betas, "eps": eps, "weight_decay": 0.0, **group,
+                              "params": list(group["params"])} for group in groups]
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for param in group["params"]:
+                param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for param in params:
+                if param not in self.state:
+                    self.state[param] = {"step": torch.zeros((), dtype=torch.float32),
+                                         "exp_avg": torch.zeros_like(param), "exp_avg_sq": torch.zeros_like(param)}
+            states = [self.state[p] for p in params]
+            grads = [p.grad for p in params]
+            exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+            for state in states:
+                state["step"] += 1
+            step = int(states[0]["step"])  # a group's parameters are stepped together
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            if group["weight_decay"]:
+                torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+            denominators = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_div_(denominators, math.sqrt(1 - beta2**step))
+            torch._foreach_add_(denominators, eps)
+            torch._foreach_addcdiv_(params, exp_avgs, denominators, -lr / (1 - beta1**step))
+
+    def state_dict(self) -> dict:
+        index = {p: i for i, p in enumerate(p for group in self.param_groups for p in group["params"])}
+        groups = [{**{k: v for k, v in group.items() if k != "params"}, "params": [index[p] for p in group["params"]]}
+                  for group in self.param_groups]
+        return {"state": {index[p]: dict(state) for p, state in self.state.items()}, "param_groups": groups}
+
+
+def make_optimizer(model: LanguageModel, profile: Profile) -> AdamW:
     # Decay matrices only: norms, biases and 1-d gate parameters (A_log, dt_bias) keep their init.
     decayed = [p for p in model.parameters() if p.dim() >= 2]
     kept = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decayed, "weight_decay": profile.weight_decay}, {"params": kept, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=profile.lr, betas=(0.9, 0.95))
+    return AdamW(groups, lr=profile.lr, betas=(0.9, 0.95))
 
 
 def task_batches(profile: Profile, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -95,8 +148,15 @@ def train(
     seed: int,
     train_tokens: np.ndarray,
     report: Callable[[dict], None],
-) -> tuple[torch.optim.AdamW, dict]:
-    """Train in place; return the optimizer and the run's figures (time, throughput, MFU, last loss)."""
+) -> tuple[AdamW, dict, dict[str, float]]:
+    """Train in place; return the optimizer, the run's figures (time, throughput, MFU, last loss) and
+    the seconds spent on setup, on text rows, on task rows and in the optimizer.
+
+    Text rows and task rows are separate graphs, so each is backpropagated as soon as it is built:
+    the gradients are the sum's, the two halves can be timed apart, and the text graph is freed
+    before the task graph is built. (On CUDA the split is only approximate: nothing synchronises.)
+    """
+    setup_started = time.perf_counter()
     device = torch.device(profile.device)
     dtype = getattr(torch, profile.dtype)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
@@ -112,24 +172,33 @@ def train(
     peak = peak_matmul_flops(device, dtype)
     model.train()
     started = time.perf_counter()
+    seconds = {"train_setup": started - setup_started, "train_text": 0.0, "train_tasks": 0.0, "train_optimizer": 0.0}
     window_start, window_steps = started, 0
     loss_value = float("nan")
     for step in range(profile.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, profile)
 
+        step_started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
         text = text_batch(train_tokens, profile.batch_size, profile.seq_len, generator).to(device)
         with autocast:
             text_loss, _ = model(text[:, :-1], text[:, 1:])
+        text_loss.backward()
+        text_done = time.perf_counter()
+        with autocast:
             tasks_loss = task_loss(model, task_batches(profile, generator), device)
-        loss = text_loss + tasks_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        tasks_loss.backward()
+        tasks_done = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), profile.grad_clip)
         optimizer.step()
+        seconds["train_text"] += text_done - step_started
+        seconds["train_tasks"] += tasks_done - text_done
+        seconds["train_optimizer"] += time.perf_counter() - tasks_done
 
         window_steps += 1
         if (step + 1) % profile.log_every == 0 or step + 1 == profile.steps:
+            loss = text_loss.detach() + tasks_loss.detach()
             loss_value = loss.item()  # syncs with the device: only when logging
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"training loss became {loss_value} at step {step + 1}")
@@ -144,20 +213,22 @@ def train(
                 "mfu": window_steps * flops_per_step / (now - window_start) / peak,
             })
             window_start, window_steps = now, 0
-    seconds = time.perf_counter() - started
+    elapsed = time.perf_counter() - started
     return optimizer, {
-        "train_seconds": seconds,
-        "tokens_per_s": profile.steps * tokens_per_step / seconds,
+        "train_seconds": elapsed,
+        "tokens_per_s": profile.steps * tokens_per_step / elapsed,
         "flops_per_token": flops_per_step / tokens_per_step,
         "peak_flops": peak,
-        "mfu": profile.steps * flops_per_step / seconds / peak,
+        "mfu": profile.steps * flops_per_step / elapsed / peak,
         "train_loss": loss_value,
-    }
+    }, seconds
 
 
 @torch.no_grad()
-def evaluate(model: LanguageModel, profile: Profile, val_tokens: np.ndarray) -> dict:
-    """Validation loss (nats per byte) on held-out text, and accuracy on held-out task instances."""
+def evaluate(model: LanguageModel, profile: Profile, val_tokens: np.ndarray) -> tuple[dict, dict[str, float]]:
+    """Validation loss (nats per byte) on held-out text, and accuracy on held-out task instances;
+    and the seconds each took."""
+    started = time.perf_counter()
     device = torch.device(profile.device)
     dtype = getattr(torch, profile.dtype)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
@@ -168,6 +239,7 @@ def evaluate(model: LanguageModel, profile: Profile, val_tokens: np.ndarray) -> 
         with autocast:
             loss, _ = model(batch[:, :-1], batch[:, 1:])
         losses.append(loss.item())
+    text_done = time.perf_counter()
     benchmarks = {}
     for index, task in enumerate(profile.tasks):
         generator = torch.Generator().manual_seed(EVAL_SEED - index)
@@ -185,4 +257,4 @@ def evaluate(model: LanguageModel, profile: Profile, val_tokens: np.ndarray) -> 
         "val_loss": sum(losses) / len(losses),
         "benchmarks": benchmarks,
         "benchmark_mean": sum(benchmarks.values()) / len(benchmarks),
-    }
+    }, {"eval_text": text_done - started, "eval_tasks": time.perf_counter() - text_done}

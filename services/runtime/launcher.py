@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+from services.engineer.placement import ENGINEER_THREADS_ENV, default_engineers, threads_per_engineer, usable_cores
 from services.engineer.profiles import get_profile
 from services.pb import events_pb2
 from services.researcher.selection import DEFAULT_STRATEGY, STRATEGIES
@@ -70,7 +71,8 @@ class UsageError(ValueError):
 
 def run_options(args: Any) -> RunOptions:
     """RunOptions from parsed `run` or `start` arguments, checked before anything starts."""
-    if args.experiments < 1 or args.engineers < 1:
+    engineers = default_engineers(usable_cores()) if args.engineers is None else args.engineers
+    if args.experiments < 1 or engineers < 1:
         raise UsageError("--experiments and --engineers must be at least 1")
     try:
         get_profile(args.profile)
@@ -102,7 +104,7 @@ def run_options(args: Any) -> RunOptions:
         llm_model = MODELS[llm_local].name
     return RunOptions(
         data_dir=getattr(args, "data_dir", Path(".asi")), experiments=args.experiments, profile=args.profile,
-        seed=args.seed, engineers=args.engineers, corpus=str(Path(args.corpus).resolve()) if args.corpus else "",
+        seed=args.seed, engineers=engineers, corpus=str(Path(args.corpus).resolve()) if args.corpus else "",
         nats_url=args.nats or "", qdrant_url=getattr(args, "qdrant", None) or "",
         llm_url=llm_url, llm_model=llm_model,
         job_ack_wait_s=getattr(args, "job_ack_wait", 30.0), as_json=args.json, new_run=args.new_run,
@@ -260,10 +262,12 @@ class Launcher:
         for name in SERVICE_NAMES:
             processes.append(ServiceProcess(name, name, {**env, "ASI_GRPC_PORT": str(ports[name]),
                                                          "ASI_METRICS_PORT": str(free_port())}, self.log_dir))
+        threads = str(threads_per_engineer(usable_cores(), self.options.engineers))
         for i in range(1, self.options.engineers + 1):
             processes.append(ServiceProcess(f"engineer-{i}", "engineer",
                                             {**env, "ASI_WORKER_ID": f"engineer-{i}", "ASI_GRPC_PORT": "0",
-                                             "ASI_METRICS_PORT": str(free_port())}, self.log_dir))
+                                             "ASI_METRICS_PORT": str(free_port()), ENGINEER_THREADS_ENV: threads},
+                                            self.log_dir))
         return processes
 
     async def _main(self, url: str) -> int:

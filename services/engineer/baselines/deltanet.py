@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from kernels import chunk_delta_rule
+from kernels import causal_conv1d, chunk_delta_rule
 
 
 class ShortConvolution(nn.Module):
@@ -19,12 +19,13 @@ class ShortConvolution(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int = 4):
         super().__init__()
+        # The Conv1d holds the weight (and its initialisation); kernels.causal_conv1d computes the
+        # same left-padded convolution and SiLU without the transposes: position t sees t-3..t.
         self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, padding=kernel_size - 1, bias=False)
 
     def forward(self, x):
-        B, T, C = x.shape
-        y = self.conv(x.transpose(1, 2))[..., :T]  # left padding only: position t sees t-3..t
-        return F.silu(y.transpose(1, 2))
+        y, _ = causal_conv1d(x, self.conv.weight[:, 0], activation="silu")
+        return y
 
 
 class Mixer(nn.Module):
