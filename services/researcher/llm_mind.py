@@ -29,7 +29,7 @@ import builtins
 import re
 from dataclasses import dataclass, field
 
-from services.researcher.mind import LITERATURE_KINDS, Proposal, Reference
+from services.researcher.mind import Proposal, Reference
 from services.runtime.llm import Exchange, LLMClient, LLMError
 from services.runtime.projection import ArchitectureView
 
@@ -270,7 +270,7 @@ def check_origin(claimed: str, cites: list[str], references: list[Reference]) ->
     dropped = [c for c in cites if c not in by_id]
     if dropped:
         notes.append(f"dropped citations of entries that were not retrieved: {', '.join(dropped)}")
-    kinds = {"cognition" if by_id[c].kind in LITERATURE_KINDS else by_id[c].kind for c in kept}
+    kinds = {by_id[c].kind for c in kept}
     origin = claimed if claimed in {"cognition", "experience", "original"} else "original"
     if origin in {"cognition", "experience"} and origin not in kinds:
         supported = "cognition" if "cognition" in kinds else "experience" if "experience" in kinds else "original"
@@ -317,7 +317,7 @@ def build_prompt(context: Context, budget_tokens: int = CONTEXT_TOKENS) -> str:
             f"- {s.name}: {s.mutation[:120] or s.motivation[:120]} -> {_result_line(s)}" for s in context.siblings))
     if context.references:
         sections.append("Retrieved entries (cite by id):\n" + "\n".join(
-            f"- [{r.id}] ({'cognition' if r.kind in LITERATURE_KINDS else r.kind}"
+            f"- [{r.id}] ({r.kind}"
             f"{', outcome ' + r.outcome if r.outcome else ''}) {r.text[:300]}" for r in context.references))
     if context.others:
         sections.append("Other architectures in the pool:\n" + "\n".join(

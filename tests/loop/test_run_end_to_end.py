@@ -92,12 +92,13 @@ def test_a_run_resumes_and_its_log_verifies_replays_and_audits(tmp_path: Path) -
     assert replays[0]["leaderboard"], "the judge scored nothing"
 
     # 5. Every architecture has a readable decision trail.
-    arch_ids = [envelope.unpack(e).arch_id for e in events if e.type == "ArchitectureProposed"]
+    proposals = [envelope.unpack(e) for e in events if e.type == "ArchitectureProposed"]
+    arch_ids = [p.arch_id for p in proposals]
     for arch_id in arch_ids:
         audit = cli("audit", arch_id, "--data-dir", str(data))
         assert audit.returncode == 0, audit.stderr
         assert arch_id in audit.stdout and "trail:" in audit.stdout and "ArchitectureProposed" in audit.stdout
-    child = next(a for a in arch_ids if a != arch_ids[0])
+    child = next(p.arch_id for p in proposals if not p.is_baseline)
     trail = cli("audit", child, "--file", str(log_path)).stdout
     assert "parent:" in trail and "chosen as:" in trail and ("judged:" in trail or "failure:" in trail)
 
