@@ -40,6 +40,8 @@ from dataclasses import dataclass
 
 import torch
 
+from services.engineer.baselines import SEED_ARCHITECTURE, baseline_code
+from services.researcher.novelty import load_mixer_class
 from services.runtime.vocabulary import COMPONENTS, SCALES, parse_tag, tag
 
 # Every axis at its DeltaNet value: the seed of the search, and what an axis that does not
@@ -336,8 +338,6 @@ def components_of(code: str) -> dict[str, str]:
 
 
 def _baseline_named_by_text(code: str) -> str | None:
-    from services.engineer.baselines import baseline_code
-
     return next((name for name in BASELINES if baseline_code(name) == code), None)
 
 
@@ -390,8 +390,6 @@ def design_space_size(*, searched_only: bool = False) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _params_of_code(code: str, d_model: int, n_heads: int) -> int:
-    from services.researcher.novelty import load_mixer_class
-
     # Shapes only: on the meta device nothing is allocated or drawn.
     with torch.device("meta"):
         mixer = load_mixer_class(code)(d_model, n_heads)
@@ -400,8 +398,6 @@ def _params_of_code(code: str, d_model: int, n_heads: int) -> int:
 
 def param_ratio(components: dict[str, str], d_model: int, n_heads: int) -> float:
     """Parameters of the design over DeltaNet's at this width: what the engineer's budget probe judges."""
-    from services.engineer.baselines import SEED_ARCHITECTURE, baseline_code
-
     reference = _params_of_code(baseline_code(SEED_ARCHITECTURE), d_model, n_heads)
     return _params_of_code(render(components, "budget", ""), d_model, n_heads) / reference
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STRATEGIES = ("paper", "weighted", "islands")
-DEFAULT_STRATEGY = "paper"
+DEFAULT_STRATEGY = "paper"  # highest best fitness in the README's (small) three-strategy measurement
 
 COLD_START = 3  # scored experiments before the pool is ranked
 PARTNERS = 4  # crossover partners offered with each parent
