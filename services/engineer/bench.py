@@ -44,6 +44,7 @@ from services.engineer.harness import run_experiment, static_check
 from services.engineer.model import LanguageModel, ModelConfig
 from services.engineer.placement import usable_cores
 from services.engineer.profiles import get_profile
+from services.engineer.train import make_optimizer
 
 KERNEL_CALL = "chunk_gated_delta_rule(q, k, v, g, beta)"
 
@@ -222,7 +223,7 @@ def main() -> None:
         pass
 
     models = {name: LanguageModel(config, mixer) for name, mixer in variants.items()}
-    optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-3) for name, model in models.items()}
+    optimizers = {name: make_optimizer(model, profile) for name, model in models.items()}  # the trainer's
     tokens = torch.randint(0, 256, (profile.batch_size, profile.seq_len + 1))
     inputs, labels = tokens[:, :-1], tokens[:, 1:]
 

@@ -415,8 +415,9 @@ def render(components: dict[str, str], name: str, motivation: str) -> str:
     imports = ["import math", ""] if needs_math else []
     imports += ["import torch", "import torch.nn.functional as F", "from einops import rearrange",
                 "from torch import nn"]
-    if kernel:
-        imports += ["", f"from kernels import {kernel}"]
+    ops = sorted({kernel} - {""} | ({"causal_conv1d"} if c["conv"] == "short" else set()))
+    if ops:
+        imports += ["", f"from kernels import {', '.join(ops)}"]
     header = (_docstring(name, motivation, c) + "\n\n# Axes not named on the next line are at DeltaNet's values.\n"
               + f"{HEADER_PREFIX} {_header_tags(c)}".rstrip() + "\n\n" + "\n".join(imports))
     sections = [header]
@@ -459,13 +460,15 @@ class ShortConv(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int, bias: bool = False):
         super().__init__()
-        # Padding on both sides, then keeping the first T outputs, pads only the past.
+        # The Conv1d holds the weight and its initialisation; kernels.causal_conv1d computes the same
+        # left-padded convolution without the transposes: position t sees t - kernel_size + 1 .. t.
         self.conv = nn.Conv1d(channels, channels, kernel_size, groups=channels, padding=kernel_size - 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        T = x.shape[1]
-        y = self.conv(x.transpose(1, 2))[..., :T]  # [B, C, T]
-        return F.silu(y.transpose(1, 2))  # [B, T, C]
+        if self.conv.bias is None:
+            return causal_conv1d(x, self.conv.weight[:, 0], activation="silu")[0]  # [B, T, C]
+        y, _ = causal_conv1d(x, self.conv.weight[:, 0])
+        return F.silu(y + self.conv.bias)
 '''
 
 _ROTARY = '''

@@ -117,9 +117,12 @@ def test_rendered_code_imports_only_what_the_contract_allows(axis, value):
     }
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported <= {"torch", "math", "einops", "kernels"}
-    kernel_imports = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "kernels"]
+    ops = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "kernels"
+           for alias in node.names}
     # Every recurrence comes from the project's kernels; only softmax attention has none.
-    assert len(kernel_imports) == (0 if components["update"] == "softmax" else 1)
+    assert len(ops - {"causal_conv1d"}) == (0 if components["update"] == "softmax" else 1)
+    # The short convolution runs through the kernels' op whenever the design has one.
+    assert ("causal_conv1d" in ops) == (components["conv"] == "short")
 
 
 def test_every_value_is_a_different_function_from_its_context():
