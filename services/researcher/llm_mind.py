@@ -183,10 +183,12 @@ def apply_edits(code: str, edits: list[dict]) -> str:
         if count == 1:
             code = code.replace(search, replace, 1)
             continue
-        if count > 1:
+        # Small models search for a line such as "import torch", which is also the start of
+        # "import torch.nn.functional as F": a unique match of whole lines settles it.
+        located = _tolerant_find(code, search)
+        if located is None and count > 1:
             raise ValueError(f"edit {n}: its search text occurs {count} times in the code; it must be unique "
                              f"(first line: {search.strip().splitlines()[0][:80]!r})")
-        located = _tolerant_find(code, search)
         if located is None:
             raise ValueError(f"edit {n}: its search text does not occur in the code "
                              f"(first line: {search.strip().splitlines()[0][:80]!r})")
@@ -354,9 +356,10 @@ class LLMMind:
     def label(self) -> str:
         return self.client.label
 
-    async def propose(self, context: Context) -> Draft:
+    async def propose(self, context: Context, *, attempt: int = 1) -> Draft:
+        """A child of ``context.parent``; ``attempt`` varies the sampling seed, so a retry is a new draw."""
         exchange = await self._ask(SYSTEM, build_prompt(context, self.context_tokens), "mixer_edits",
-                                   SCHEMA, PROPOSE_TEMPERATURE)
+                                   SCHEMA, PROPOSE_TEMPERATURE, attempt)
         answer = exchange.answer
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", answer["name"].strip())[:60] or f"{context.parent.name}-llm"
         code, fixes = self._edit(body_of(context.parent.code), answer, exchange)
@@ -368,10 +371,10 @@ class LLMMind:
             mutation=f"LLM edits of {context.parent.name}: {len(answer['edits'])} edit(s)")
         return Draft(proposal, exchange, fixes, note)
 
-    async def repair(self, arch_id: str, failed: Proposal, failure: dict) -> Draft:
+    async def repair(self, arch_id: str, failed: Proposal, failure: dict, *, attempt: int = 1) -> Draft:
         """Edits of ``failed`` (proposal ``arch_id``) that answer ``failure`` ({kind, message, traceback})."""
         exchange = await self._ask(REPAIR_SYSTEM, build_repair_prompt(failed.code, failure), "mixer_repair",
-                                   REPAIR_SCHEMA, REPAIR_TEMPERATURE)
+                                   REPAIR_SCHEMA, REPAIR_TEMPERATURE, attempt)
         answer = exchange.answer
         code, fixes = self._edit(body_of(failed.code), answer, exchange)
         cause = answer["cause"].strip()[:300]
@@ -383,10 +386,12 @@ class LLMMind:
             mutation=f"LLM repair of {arch_id} after {failure.get('kind', '')}: {cause}")
         return Draft(proposal, exchange, fixes, "repair: origin and citations of the repaired proposal")
 
-    async def _ask(self, system: str, user: str, schema_name: str, schema: dict, temperature: float) -> Exchange:
+    async def _ask(self, system: str, user: str, schema_name: str, schema: dict, temperature: float,
+                   attempt: int) -> Exchange:
         try:
             return await self.client.ask_json(system, user, schema_name=schema_name, schema=schema,
-                                              temperature=temperature, max_tokens=ANSWER_TOKENS, seed=self.seed)
+                                              temperature=temperature, max_tokens=ANSWER_TOKENS,
+                                              seed=self.seed * 1009 + attempt)
         except LLMError as exc:
             raise MindFailure(exc.kind, str(exc), exc.exchange or Exchange("", "", {})) from exc
 

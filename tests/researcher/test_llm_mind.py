@@ -174,3 +174,18 @@ def test_http_500_a_timeout_and_a_server_that_is_down_are_failures_of_their_kind
     with pytest.raises(MindFailure) as failure:
         propose(real_answer(), stop_first=True)
     assert failure.value.kind == "unreachable"
+
+
+@pytest.mark.parametrize(("search", "replace", "kind"), [
+    ("from einops import rearrange\n", "from einops import rearrange\nimport os\n", "forbidden_import"),
+    ("class Mixer(nn.Module):", "class Recall(nn.Module):\n    pass\n\n\ndef Mixer():\n    return Recall\n\n\nclass "
+                                "Unused(nn.Module):", "no_mixer"),
+])
+def test_code_with_a_forbidden_import_or_no_mixer_is_stopped_by_the_validity_gate(search: str, replace: str,
+                                                                                  kind: str) -> None:
+    answer = real_answer()  # the real answer with one more edit, added by hand
+    content = json.loads(answer["choices"][0]["message"]["content"], strict=False)
+    content["edits"].append({"search": search, "replace": replace})
+    draft, _ = propose(with_content(answer, json.dumps(content)))
+    verdict, fingerprint = asyncio.run(gates.validity(draft.proposal.code, "tiny"))
+    assert verdict is not None and verdict.failure_kind == kind and fingerprint == ""
