@@ -73,6 +73,14 @@ def test_an_edit_that_misses_or_is_ambiguous_says_which_and_why() -> None:
         apply_edits("x = 1\nx = 1\n", [{"search": "x = 1", "replace": "x = 2"}])
 
 
+def test_a_search_that_also_starts_another_line_matches_the_whole_line() -> None:
+    # Measured with the 0.5B model: it searched for "import torch" in a file that also imports
+    # torch.nn.functional; as a substring that occurs twice, as a whole line once.
+    code = "import torch\nimport torch.nn.functional as F\n"
+    assert apply_edits(code, [{"search": "import torch", "replace": "import torch\nimport math"}]) == (
+        "import torch\nimport math\nimport torch.nn.functional as F\n")
+
+
 def test_an_edit_matches_despite_indentation_drift() -> None:
     code = "class A:\n    def f(self):\n        return 1\n"
     assert apply_edits(code, [{"search": "def f(self):\n  return 1", "replace": "    def f(self):\n        return 2"}]
