@@ -201,7 +201,7 @@ def apply_edits(code: str, edits: list[dict], notes: list[str] | None = None) ->
             raise ValueError(f"edit {n}: its search text does not occur in the code "
                              f"(first line: {search.strip().splitlines()[0][:80]!r})")
         start, end = located
-        code = code[:start] + replace + code[end:]
+        code = code[:start] + _reindented(replace, code[start:end], n, notes) + code[end:]
     return code
 
 
@@ -220,6 +220,25 @@ def _tolerant_find(code: str, search: str) -> tuple[int, int] | None:
     # Keep the original line ending of the last line replaced.
     end = offsets[i + len(wanted)] - (1 if lines[i + len(wanted) - 1].endswith("\n") else 0)
     return offsets[i], end
+
+
+def _indent(text: str) -> str:
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return first[: len(first) - len(first.lstrip())]
+
+
+def _reindented(replace: str, replaced: str, n: int, notes: list[str] | None) -> str:
+    """``replace`` shifted to the indentation of the lines it replaces, when the model dropped or
+    added indentation (measured: an ``unexpected indent`` from a 0.5B edit)."""
+    have, want = _indent(replace), _indent(replaced)
+    if have == want or not replace.strip():
+        return replace
+    lines = replace.splitlines(keepends=True)
+    shifted = "".join(want + line[len(have):] if line.startswith(have) and line.strip() else
+                      (want + line.lstrip(" ") if line.strip() else line) for line in lines)
+    if notes is not None:
+        notes.append(f"edit {n} re-indented to its place ({len(want)} spaces)")
+    return shifted
 
 
 def _approximate_find(code: str, search: str) -> tuple[tuple[int, int] | None, float]:
