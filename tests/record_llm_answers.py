@@ -69,7 +69,7 @@ async def from_log(path: Path, size: str) -> int:
         event = envelope.unpack(env)
         if not event.mind.startswith("llm:") or not event.response:
             continue
-        key = f"{'repair' if event.repair_of_failure else 'propose'}-{event.arch_id}"
+        key = f"{'repair' if event.repair_of_attempt else 'propose'}-{event.arch_id}"
         answer = completion(event.response, model=event.mind.removeprefix("llm:"),
                             prompt_tokens=event.llm_prompt_tokens, completion_tokens=event.llm_completion_tokens)
         (OUT / f"{key}.json").write_text(json.dumps(answer, indent=1, sort_keys=True) + "\n")

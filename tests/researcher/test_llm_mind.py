@@ -2,7 +2,8 @@
 the origin check, the prompt's budget), and every malformed-answer kind, through the real
 ``AsyncOpenAI`` client against tests/recorded_llm.py's local OpenAI-compatible server.
 
-Answers: ``propose-*.json`` and ``truncated.json`` under tests/recorded/llm-mind/ are real
+Answers: ``propose-applied.json``, ``propose-approximate.json`` (renamed from the arch ids
+``tests/record_llm_answers.py --from-log`` names them by) and ``truncated.json`` are real
 Qwen2.5-Coder-0.5B answers (tests/record_llm_answers.py). The refusal, the malformed JSON, the
 empty edits and the edit that misses are real answers altered by hand, as named in each test;
 the HTTP 500, the delay and the stopped server are the server's own behaviour."""
@@ -31,16 +32,15 @@ from services.researcher.llm_mind import (
 from services.researcher.mind import Reference
 from services.runtime.llm import LLMClient
 from tests.record_llm_answers import REFERENCES, seed_parent
-from tests.recorded_llm import RECORDED, RecordedAnswerServer, completion, delayed, http_error, load
+from tests.recorded_llm import RecordedAnswerServer, completion, delayed, http_error, load
 
 PARENT = seed_parent()
 CONTEXT = Context(PARENT, PARENT, REFERENCES)
 
 
 def real_answer() -> dict:
-    """The first recorded proposal of the real model whose edits applied to the parent."""
-    first = sorted((RECORDED / "llm-mind").glob("propose-*.json"))[0]
-    return load(f"llm-mind/{first.name}")
+    """A real proposal of the 0.5B model (run run-b0ce1f2a4767) whose edits apply to the seed exactly."""
+    return load("llm-mind/propose-applied.json")
 
 
 def with_content(answer: dict, content: str, **changes: str) -> dict:
@@ -140,6 +140,11 @@ def test_a_real_answer_becomes_a_proposal_with_its_exchange_and_usage() -> None:
     assert draft.proposal.origin in {"cognition", "experience", "original"} and draft.origin_check
 
 
+def test_a_real_answer_that_miscopies_a_line_applies_by_approximate_match() -> None:
+    draft, _ = propose(load("llm-mind/propose-approximate.json"))  # real: searched `self.q_conv(x)`
+    assert any("matched its lines approximately" in fix for fix in draft.fixes)
+
+
 def test_a_truncated_answer_is_a_truncated_failure() -> None:
     with pytest.raises(MindFailure) as failure:
         propose(load("llm-mind/truncated.json"))  # real: the same request with max_tokens=40
@@ -185,7 +190,7 @@ def test_http_500_a_timeout_and_a_server_that_is_down_are_failures_of_their_kind
 
 
 @pytest.mark.parametrize(("search", "replace", "kind"), [
-    ("from einops import rearrange\n", "from einops import rearrange\nimport os\n", "forbidden_import"),
+    ("class Mixer(nn.Module):", "import os\n\n\nclass Mixer(nn.Module):", "forbidden_import"),
     ("class Mixer(nn.Module):", "class Recall(nn.Module):\n    pass\n\n\ndef Mixer():\n    return Recall\n\n\nclass "
                                 "Unused(nn.Module):", "no_mixer"),
 ])
