@@ -1,6 +1,7 @@
 """Record the LLM mind's answers from the real embedded model, and measure it.
 
     PYTHONPATH=$PWD .venv/bin/python -m tests.record_llm_answers [--proposals 4] [--size 0.5b] [--save]
+    PYTHONPATH=$PWD .venv/bin/python -m tests.record_llm_answers --from-log run.jsonl
 
 Starts llama-server with the installed Qwen2.5-Coder model (``make llm``), asks the LLM mind for
 children of the seed (DeltaNet, as the evolve mind renders it) exactly as the researcher does,
@@ -8,7 +9,10 @@ runs every answer through the deterministic fixes, the contract and the engineer
 probes, and sends each failure back for up to ``--repairs`` repair rounds. Prints one JSON
 object: per proposal the tokens, seconds, fixes, and whether the probes passed first time and
 after repair. ``--save`` writes the raw chat completions to tests/recorded/llm-mind/, where the
-tests replay them (the real request and response bodies, nothing edited).
+tests replay them (the answers' content and usage as the server sent them, nothing edited).
+``--from-log`` instead takes the answers out of an exported log of a real LLM run (every
+prompt and raw answer is in the event it decided) and asks the model once more for an answer
+cut off at 40 tokens (``truncated.json``).
 """
 
 from __future__ import annotations
@@ -53,13 +57,50 @@ def seed_parent() -> ArchitectureView:
         analysis="The seed: selective copying and noisy recall are its weakest tasks.")
 
 
+async def from_log(path: Path, size: str) -> int:
+    from services.runtime import envelope
+    from services.runtime.logfile import read_file
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    written = []
+    for env in read_file(path):
+        if env.type != "ArchitectureProposed":
+            continue
+        event = envelope.unpack(env)
+        if not event.mind.startswith("llm:") or not event.response:
+            continue
+        key = f"{'repair' if event.repair_of_attempt else 'propose'}-{event.arch_id}"
+        answer = completion(event.response, model=event.mind.removeprefix("llm:"),
+                            prompt_tokens=event.llm_prompt_tokens, completion_tokens=event.llm_completion_tokens)
+        (OUT / f"{key}.json").write_text(json.dumps(answer, indent=1, sort_keys=True) + "\n")
+        written.append(key)
+    parent = seed_parent()
+    with LlamaServer(size, log_path=Path(tempfile.mkdtemp()) / "llama-server.log") as server:
+        client = LLMClient(server.url, server.model_name, timeout_s=600)
+        try:  # a real answer cut off at the token limit
+            await client.ask_json(SYSTEM, build_prompt(Context(parent, parent, REFERENCES)),
+                                  schema_name="mixer_edits", schema=SCHEMA, max_tokens=40)
+        except LLMError as exc:
+            if exc.kind == "truncated" and exc.exchange is not None:
+                truncated = completion(exc.exchange.response, finish_reason="length", model=server.model_name,
+                                       prompt_tokens=exc.exchange.prompt_tokens,
+                                       completion_tokens=exc.exchange.completion_tokens)
+                (OUT / "truncated.json").write_text(json.dumps(truncated, indent=1, sort_keys=True) + "\n")
+                written.append("truncated")
+    print(json.dumps({"written": written}))
+    return 0
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--proposals", type=int, default=4)
     parser.add_argument("--repairs", type=int, default=2)
     parser.add_argument("--size", default="0.5b")
     parser.add_argument("--save", action="store_true")
+    parser.add_argument("--from-log", type=Path, help="an exported log of a real LLM run to take the answers from")
     args = parser.parse_args()
+    if args.from_log:
+        return await from_log(args.from_log, args.size)
     parent = seed_parent()
     context = Context(parent, parent, REFERENCES)
     log = Path(tempfile.mkdtemp()) / "llama-server.log"

@@ -8,8 +8,9 @@ against the parent, 4 of 4 parsed, applied and built (FIELD-NOTES).  So the answ
 by engineering around it, each step recorded:
 
 - fences (```` ```python ````) are stripped from every search and replace text;
-- an edit whose search text does not occur exactly once (after a whitespace-tolerant retry)
-  is a clear failure (``edits_not_applied``) naming the edit and why;
+- an edit whose search text does not occur exactly once (after a whole-line, whitespace-tolerant
+  retry, then a unique approximate match of its lines, noted) is a clear failure
+  (``edits_not_applied``) naming the edit and why;
 - names a file uses but never binds, when they are the contract's allowed ones (``torch``,
   ``F``, ``nn``, ``math``, ``rearrange``, the ``kernels`` entry points), get their import
   added deterministically: the measured repair rounds never added a missing import;
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import difflib
 import re
 from dataclasses import dataclass, field
 
@@ -39,6 +41,7 @@ ANSWER_TOKENS = 1024  # the measured edits answers took 141-587 tokens
 PROPOSE_TEMPERATURE = 0.7
 REPAIR_TEMPERATURE = 0.2
 MAX_EDITS = 6
+APPROXIMATE_MATCH = 0.85  # how alike a search text and the lines it replaces must be, when not equal
 
 SCHEMA = {
     "type": "object",
@@ -173,8 +176,9 @@ def strip_fence(text: str) -> str:
     return FENCE.sub("", text)
 
 
-def apply_edits(code: str, edits: list[dict]) -> str:
-    """``code`` with every ``{search, replace}`` applied in order; ``ValueError`` says which edit failed and why."""
+def apply_edits(code: str, edits: list[dict], notes: list[str] | None = None) -> str:
+    """``code`` with every ``{search, replace}`` applied in order; ``ValueError`` says which edit failed and why.
+    An approximate match is noted in ``notes``."""
     for n, edit in enumerate(edits, start=1):
         search, replace = strip_fence(str(edit.get("search", ""))), strip_fence(str(edit.get("replace", "")))
         if not search.strip():
@@ -183,15 +187,21 @@ def apply_edits(code: str, edits: list[dict]) -> str:
         if count == 1:
             code = code.replace(search, replace, 1)
             continue
-        if count > 1:
+        # Small models search for a line such as "import torch", which is also the start of
+        # "import torch.nn.functional as F": a unique match of whole lines settles it.
+        located = _tolerant_find(code, search)
+        if located is None and count > 1:
             raise ValueError(f"edit {n}: its search text occurs {count} times in the code; it must be unique "
                              f"(first line: {search.strip().splitlines()[0][:80]!r})")
-        located = _tolerant_find(code, search)
+        if located is None:
+            located, ratio = _approximate_find(code, search)
+            if located is not None and notes is not None:
+                notes.append(f"edit {n} matched its lines approximately (similarity {ratio:.2f})")
         if located is None:
             raise ValueError(f"edit {n}: its search text does not occur in the code "
                              f"(first line: {search.strip().splitlines()[0][:80]!r})")
         start, end = located
-        code = code[:start] + replace + code[end:]
+        code = code[:start] + _reindented(replace, code[start:end], n, notes) + code[end:]
     return code
 
 
@@ -210,6 +220,43 @@ def _tolerant_find(code: str, search: str) -> tuple[int, int] | None:
     # Keep the original line ending of the last line replaced.
     end = offsets[i + len(wanted)] - (1 if lines[i + len(wanted) - 1].endswith("\n") else 0)
     return offsets[i], end
+
+
+def _indent(text: str) -> str:
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return first[: len(first) - len(first.lstrip())]
+
+
+def _reindented(replace: str, replaced: str, n: int, notes: list[str] | None) -> str:
+    """``replace`` shifted to the indentation of the lines it replaces, when the model dropped or
+    added indentation (measured: an ``unexpected indent`` from a 0.5B edit)."""
+    have, want = _indent(replace), _indent(replaced)
+    if have == want or not replace.strip():
+        return replace
+    lines = replace.splitlines(keepends=True)
+    shifted = "".join(want + line[len(have):] if line.startswith(have) and line.strip() else
+                      (want + line.lstrip(" ") if line.strip() else line) for line in lines)
+    if notes is not None:
+        notes.append(f"edit {n} re-indented to its place ({len(want)} spaces)")
+    return shifted
+
+
+def _approximate_find(code: str, search: str) -> tuple[tuple[int, int] | None, float]:
+    """The one span of whole lines most like ``search`` (measured with the 0.5B model: it copies a
+    line with a changed argument, ``self.q_conv(x)`` for ``self.q_conv(q)``), if clearly the best."""
+    wanted = "\n".join(line.strip() for line in search.strip("\n").splitlines())
+    size = len(search.strip("\n").splitlines())
+    lines = code.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    scored = sorted(((difflib.SequenceMatcher(None, "\n".join(x.strip() for x in lines[i:i + size]), wanted).ratio(),
+                      i) for i in range(len(lines) - size + 1)), reverse=True)
+    if not scored or scored[0][0] < APPROXIMATE_MATCH or (len(scored) > 1 and scored[1][0] > scored[0][0] - 0.05):
+        return None, 0.0
+    ratio, i = scored[0]
+    end = offsets[i + size] - (1 if lines[i + size - 1].endswith("\n") else 0)
+    return (offsets[i], end), ratio
 
 
 def fix_imports(code: str) -> tuple[str, tuple[str, ...]]:
@@ -354,9 +401,10 @@ class LLMMind:
     def label(self) -> str:
         return self.client.label
 
-    async def propose(self, context: Context) -> Draft:
+    async def propose(self, context: Context, *, attempt: int = 1) -> Draft:
+        """A child of ``context.parent``; ``attempt`` varies the sampling seed, so a retry is a new draw."""
         exchange = await self._ask(SYSTEM, build_prompt(context, self.context_tokens), "mixer_edits",
-                                   SCHEMA, PROPOSE_TEMPERATURE)
+                                   SCHEMA, PROPOSE_TEMPERATURE, attempt)
         answer = exchange.answer
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", answer["name"].strip())[:60] or f"{context.parent.name}-llm"
         code, fixes = self._edit(body_of(context.parent.code), answer, exchange)
@@ -368,10 +416,10 @@ class LLMMind:
             mutation=f"LLM edits of {context.parent.name}: {len(answer['edits'])} edit(s)")
         return Draft(proposal, exchange, fixes, note)
 
-    async def repair(self, arch_id: str, failed: Proposal, failure: dict) -> Draft:
+    async def repair(self, arch_id: str, failed: Proposal, failure: dict, *, attempt: int = 1) -> Draft:
         """Edits of ``failed`` (proposal ``arch_id``) that answer ``failure`` ({kind, message, traceback})."""
         exchange = await self._ask(REPAIR_SYSTEM, build_repair_prompt(failed.code, failure), "mixer_repair",
-                                   REPAIR_SCHEMA, REPAIR_TEMPERATURE)
+                                   REPAIR_SCHEMA, REPAIR_TEMPERATURE, attempt)
         answer = exchange.answer
         code, fixes = self._edit(body_of(failed.code), answer, exchange)
         cause = answer["cause"].strip()[:300]
@@ -383,10 +431,12 @@ class LLMMind:
             mutation=f"LLM repair of {arch_id} after {failure.get('kind', '')}: {cause}")
         return Draft(proposal, exchange, fixes, "repair: origin and citations of the repaired proposal")
 
-    async def _ask(self, system: str, user: str, schema_name: str, schema: dict, temperature: float) -> Exchange:
+    async def _ask(self, system: str, user: str, schema_name: str, schema: dict, temperature: float,
+                   attempt: int) -> Exchange:
         try:
             return await self.client.ask_json(system, user, schema_name=schema_name, schema=schema,
-                                              temperature=temperature, max_tokens=ANSWER_TOKENS, seed=self.seed)
+                                              temperature=temperature, max_tokens=ANSWER_TOKENS,
+                                              seed=self.seed * 1009 + attempt)
         except LLMError as exc:
             raise MindFailure(exc.kind, str(exc), exc.exchange or Exchange("", "", {})) from exc
 
@@ -396,10 +446,12 @@ class LLMMind:
         if not edits or all(not strip_fence(str(e.get("replace", ""))).strip()
                             and not str(e.get("search", "")).strip() for e in edits):
             raise MindFailure("empty_code", "the answer holds no edits with code", exchange)
+        notes: list[str] = []
         try:
-            edited = apply_edits(code, edits[:MAX_EDITS])
+            edited = apply_edits(code, edits[:MAX_EDITS], notes)
         except ValueError as exc:
             raise MindFailure("edits_not_applied", str(exc), exchange) from exc
         if edited.strip() == code.strip():
             raise MindFailure("empty_code", "the edits leave the code unchanged", exchange)
-        return fix_imports(edited)
+        fixed, fixes = fix_imports(edited)
+        return fixed, (*notes, *fixes)

@@ -282,7 +282,7 @@ class ResearcherService(EventService):
             if self._llm_unavailable(run) is not None:
                 return False
             try:
-                draft = await self.llm_mind.propose(context)
+                draft = await self.llm_mind.propose(context, attempt=attempt)
             except MindFailure as failure:
                 await self._llm_failed(run, arch_id, "propose", failure, last=attempt == LLM_ATTEMPTS)
                 continue
@@ -462,10 +462,10 @@ class ResearcherService(EventService):
         assert self.llm_mind is not None
         try:
             if verdict.gate == "validity":
-                revised = await self.llm_mind.repair(arch_id, proposal, failure)
+                revised = await self.llm_mind.repair(arch_id, proposal, failure, attempt=attempt + 1)
             else:
                 assert context is not None
-                revised = await self.llm_mind.propose(replace(context, avoid=verdict.reason))
+                revised = await self.llm_mind.propose(replace(context, avoid=verdict.reason), attempt=attempt + 1)
         except MindFailure as exc:
             await self._llm_failed(run, next_id, "repair" if verdict.gate == "validity" else "propose", exc,
                                    last=True)
@@ -526,7 +526,8 @@ class ResearcherService(EventService):
                                tuple(c["entry_id"] for c in arch.citations), arch.mutation)
             repair_id = arch_id_for(run.run_id, len(self.projection.of_run(run.run_id)))
             try:
-                draft = await self.llm_mind.repair(arch.arch_id, written, failure)
+                draft = await self.llm_mind.repair(arch.arch_id, written, failure,
+                                                   attempt=arch.repair_of_attempt + 1)
             except MindFailure as exc:
                 await self._llm_failed(run, repair_id, "repair", exc, last=True)
                 return

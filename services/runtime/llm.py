@@ -22,6 +22,10 @@ from typing import Any
 
 import openai
 
+# Callers that do not say how long an answer may be get this limit: a rubric or a summary fits in
+# far fewer, and a small model that rambles (measured: a 0.5B rubric ran past 540 tokens at 4
+# tokens/s) must end in a clear `truncated` failure, not hold a server slot for minutes.
+DEFAULT_MAX_TOKENS = 512
 # The OpenAI client's own retries would hide each failed attempt from the log; callers retry.
 CLIENT_RETRIES = 0
 # Plain-text answers that decline the task, as small instruct models word them.
@@ -73,9 +77,7 @@ class LLMClient:
                        temperature: float = 0.0, max_tokens: int | None = None, seed: int | None = None) -> Exchange:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         prompt = json.dumps(messages, sort_keys=True)
-        extra: dict[str, Any] = {}
-        if max_tokens is not None:
-            extra["max_tokens"] = max_tokens
+        extra: dict[str, Any] = {"max_tokens": max_tokens or DEFAULT_MAX_TOKENS}
         if seed is not None:
             extra["seed"] = seed
         url = self.base_url.rstrip("/") + "/chat/completions"

@@ -2,7 +2,8 @@
 the origin check, the prompt's budget), and every malformed-answer kind, through the real
 ``AsyncOpenAI`` client against tests/recorded_llm.py's local OpenAI-compatible server.
 
-Answers: ``propose-*.json`` and ``truncated.json`` under tests/recorded/llm-mind/ are real
+Answers: ``propose-applied.json``, ``propose-approximate.json`` (renamed from the arch ids
+``tests/record_llm_answers.py --from-log`` names them by) and ``truncated.json`` are real
 Qwen2.5-Coder-0.5B answers (tests/record_llm_answers.py). The refusal, the malformed JSON, the
 empty edits and the edit that misses are real answers altered by hand, as named in each test;
 the HTTP 500, the delay and the stopped server are the server's own behaviour."""
@@ -31,16 +32,15 @@ from services.researcher.llm_mind import (
 from services.researcher.mind import Reference
 from services.runtime.llm import LLMClient
 from tests.record_llm_answers import REFERENCES, seed_parent
-from tests.recorded_llm import RECORDED, RecordedAnswerServer, completion, delayed, http_error, load
+from tests.recorded_llm import RecordedAnswerServer, completion, delayed, http_error, load
 
 PARENT = seed_parent()
 CONTEXT = Context(PARENT, PARENT, REFERENCES)
 
 
 def real_answer() -> dict:
-    """The first recorded proposal of the real model whose edits applied to the parent."""
-    first = sorted((RECORDED / "llm-mind").glob("propose-*.json"))[0]
-    return load(f"llm-mind/{first.name}")
+    """A real proposal of the 0.5B model (run run-b0ce1f2a4767) whose edits apply to the seed exactly."""
+    return load("llm-mind/propose-applied.json")
 
 
 def with_content(answer: dict, content: str, **changes: str) -> dict:
@@ -71,6 +71,14 @@ def test_an_edit_that_misses_or_is_ambiguous_says_which_and_why() -> None:
         apply_edits("x = 1\n", [{"search": "x = 1", "replace": "x = 2"}, {"search": "zz", "replace": "y"}])
     with pytest.raises(ValueError, match="edit 1: its search text occurs 2 times"):
         apply_edits("x = 1\nx = 1\n", [{"search": "x = 1", "replace": "x = 2"}])
+
+
+def test_a_search_that_also_starts_another_line_matches_the_whole_line() -> None:
+    # Measured with the 0.5B model: it searched for "import torch" in a file that also imports
+    # torch.nn.functional; as a substring that occurs twice, as a whole line once.
+    code = "import torch\nimport torch.nn.functional as F\n"
+    assert apply_edits(code, [{"search": "import torch", "replace": "import torch\nimport math"}]) == (
+        "import torch\nimport math\nimport torch.nn.functional as F\n")
 
 
 def test_an_edit_matches_despite_indentation_drift() -> None:
@@ -132,6 +140,11 @@ def test_a_real_answer_becomes_a_proposal_with_its_exchange_and_usage() -> None:
     assert draft.proposal.origin in {"cognition", "experience", "original"} and draft.origin_check
 
 
+def test_a_real_answer_that_miscopies_a_line_applies_by_approximate_match() -> None:
+    draft, _ = propose(load("llm-mind/propose-approximate.json"))  # real: searched `self.q_conv(x)`
+    assert any("matched its lines approximately" in fix for fix in draft.fixes)
+
+
 def test_a_truncated_answer_is_a_truncated_failure() -> None:
     with pytest.raises(MindFailure) as failure:
         propose(load("llm-mind/truncated.json"))  # real: the same request with max_tokens=40
@@ -174,3 +187,18 @@ def test_http_500_a_timeout_and_a_server_that_is_down_are_failures_of_their_kind
     with pytest.raises(MindFailure) as failure:
         propose(real_answer(), stop_first=True)
     assert failure.value.kind == "unreachable"
+
+
+@pytest.mark.parametrize(("search", "replace", "kind"), [
+    ("class Mixer(nn.Module):", "import os\n\n\nclass Mixer(nn.Module):", "forbidden_import"),
+    ("class Mixer(nn.Module):", "class Recall(nn.Module):\n    pass\n\n\ndef Mixer():\n    return Recall\n\n\nclass "
+                                "Unused(nn.Module):", "no_mixer"),
+])
+def test_code_with_a_forbidden_import_or_no_mixer_is_stopped_by_the_validity_gate(search: str, replace: str,
+                                                                                  kind: str) -> None:
+    answer = real_answer()  # the real answer with one more edit, added by hand
+    content = json.loads(answer["choices"][0]["message"]["content"], strict=False)
+    content["edits"].append({"search": search, "replace": replace})
+    draft, _ = propose(with_content(answer, json.dumps(content)))
+    verdict, fingerprint = asyncio.run(gates.validity(draft.proposal.code, "tiny"))
+    assert verdict is not None and verdict.failure_kind == kind and fingerprint == ""
