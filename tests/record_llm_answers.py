@@ -9,7 +9,8 @@ runs every answer through the deterministic fixes, the contract and the engineer
 probes, and sends each failure back for up to ``--repairs`` repair rounds. Prints one JSON
 object: per proposal the tokens, seconds, fixes, and whether the probes passed first time and
 after repair. ``--save`` writes the raw chat completions to tests/recorded/llm-mind/, where the
-tests replay them (the answers' content and usage as the server sent them, nothing edited).
+tests replay them (the answers' content and usage as the server sent them, nothing edited),
+beside ``parent.py.txt``, the code their edits were written against.
 ``--from-log`` instead takes the answers out of an exported log of a real LLM run (every
 prompt and raw answer is in the event it decided) and asks the model once more for an answer
 cut off at 40 tokens (``truncated.json``).
@@ -35,6 +36,7 @@ from services.runtime.projection import ArchitectureView
 from tests.recorded_llm import completion
 
 OUT = Path(__file__).parent / "recorded" / "llm-mind"
+RECORDED_PARENT = OUT / "parent.py.txt"  # the parent the recorded answers edit: replays must show them this code
 REFERENCES = [
     Reference("lit-gated-deltanet", "cognition", ("decay=scalar",),
               "Gated DeltaNet: a per-head scalar decay alpha_t = exp(g_t) before the delta update lets the "
@@ -45,16 +47,24 @@ REFERENCES = [
 ]
 
 
-def seed_parent() -> ArchitectureView:
+def seed_parent(code: str | None = None) -> ArchitectureView:
+    """The seed as the researcher shows it to the LLM mind; ``code`` replaces the seed's own rendering."""
     seed = EvolveMind(0).seed_proposal()
     return ArchitectureView(
         arch_id="arch-seed", run_id="run-record", name=seed.name, parents=[], motivation=seed.motivation,
-        code=seed.code, code_hash="", components=seed.components, origin="seed", citations=[], mutation="",
+        code=code if code is not None else seed.code, code_hash="", components=seed.components, origin="seed",
+        citations=[], mutation="",
         parent_selection="", mind="evolve", is_baseline=True, fingerprint="", repair_of_attempt=0,
         status="analyzed", fitness=0.5,
         result={"val_loss": 5.91, "benchmarks": {"mqar": 0.31, "noisy_recall": 0.22, "selective_copying": 0.18},
                 "benchmark_mean": 0.24, "params": 0, "tokens_per_s": 0.0, "train_seconds": 0.0, "checkpoint": ""},
         analysis="The seed: selective copying and noisy recall are its weakest tasks.")
+
+
+def recorded_parent() -> ArchitectureView:
+    """The seed with the code the recorded answers were written against (the genome renders it differently
+    as it grows; an edit is only meaningful against the text it was asked about)."""
+    return seed_parent(RECORDED_PARENT.read_text())
 
 
 async def from_log(path: Path, size: str) -> int:
@@ -67,6 +77,9 @@ async def from_log(path: Path, size: str) -> int:
         if env.type != "ArchitectureProposed":
             continue
         event = envelope.unpack(env)
+        if event.is_baseline and event.operator == "seed" and "parent" not in written:
+            RECORDED_PARENT.write_text(event.code)  # the seed the run's answers edit
+            written.append("parent")
         if not event.mind.startswith("llm:") or not event.response:
             continue
         key = f"{'repair' if event.repair_of_attempt else 'propose'}-{event.arch_id}"
@@ -74,7 +87,7 @@ async def from_log(path: Path, size: str) -> int:
                             prompt_tokens=event.llm_prompt_tokens, completion_tokens=event.llm_completion_tokens)
         (OUT / f"{key}.json").write_text(json.dumps(answer, indent=1, sort_keys=True) + "\n")
         written.append(key)
-    parent = seed_parent()
+    parent = recorded_parent()
     with LlamaServer(size, log_path=Path(tempfile.mkdtemp()) / "llama-server.log") as server:
         client = LLMClient(server.url, server.model_name, timeout_s=600)
         try:  # a real answer cut off at the token limit
@@ -170,6 +183,7 @@ async def main() -> int:
         OUT.mkdir(parents=True, exist_ok=True)
         for key, answer in saved.items():
             (OUT / f"{key}.json").write_text(json.dumps(answer, indent=1, sort_keys=True) + "\n")
+        RECORDED_PARENT.write_text(parent.code)
     answered = [r for r in rows if "kind" not in r]
     summary = {
         "model": server.model_name, "threads": server.threads, "server_ready_s": round(ready_s, 1),

@@ -31,10 +31,10 @@ from services.researcher.llm_mind import (
 )
 from services.researcher.mind import Reference
 from services.runtime.llm import LLMClient
-from tests.record_llm_answers import REFERENCES, seed_parent
+from tests.record_llm_answers import REFERENCES, recorded_parent
 from tests.recorded_llm import RecordedAnswerServer, completion, delayed, http_error, load
 
-PARENT = seed_parent()
+PARENT = recorded_parent()
 CONTEXT = Context(PARENT, PARENT, REFERENCES)
 
 
