@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.engineer.sandbox_child import CANDIDATE_FILE, NOBODY
+from services.runtime.processes import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHILD = "services.engineer.sandbox_child"
@@ -144,6 +145,9 @@ def run_sandboxed(
             stderr=stderr_file,
             pass_fds=(write_fd,),
             start_new_session=True,  # its own process group: one kill ends it and anything it started
+            # Killed with its caller from the first instruction, imports included (the child sets it
+            # again after its switch to nobody, which clears it).
+            preexec_fn=functools.partial(die_with_parent, signal.SIGKILL),
         )
         os.close(write_fd)  # the child holds it now; our copy would keep the pipe open forever
         write_fd = -1

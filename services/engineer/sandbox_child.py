@@ -125,7 +125,8 @@ def install_audit_hook(scratch: str, channel: Channel) -> None:
 
 def die_with_parent() -> None:
     """Be killed when the worker that started us dies, so a killed worker leaves no orphan
-    training on. Set after the user switch, which clears it."""
+    training on. The sandbox sets it before the child starts; set again after the user switch,
+    which clears it."""
     processes.die_with_parent(signal.SIGKILL)
     if os.getppid() == 1:  # the parent died before the setting took effect
         os._exit(1)
