@@ -8,6 +8,16 @@ import sys
 import structlog
 
 
+class StderrLogger:
+    """Writes each line to the ``sys.stderr`` of the moment, not the one at configuration: a command
+    run in-process (a test's capture, a redirect) must not leave the logger bound to a closed file."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
 def configure(service: str, *, level: int = logging.INFO) -> structlog.stdlib.BoundLogger:
     structlog.configure(
         processors=[
@@ -18,7 +28,7 @@ def configure(service: str, *, level: int = logging.INFO) -> structlog.stdlib.Bo
             structlog.processors.JSONRenderer(sort_keys=True),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_: StderrLogger(),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
