@@ -17,6 +17,8 @@ from services.runtime.eventstore import EventStore, Record
 from services.runtime.metrics import serve_metrics
 from services.runtime.projection import Projection
 
+STOP_GRACE_S = 5.0  # after SIGTERM, how long a reaction in progress may take to finish
+
 Registrar = Callable[[grpc.aio.Server], None]
 
 
@@ -95,9 +97,23 @@ async def serve(service_cls: type[EventService]) -> None:
 
     ready_task = asyncio.create_task(mark_ready())
     log.info("service.started", grpc_port=port, nats=settings.nats_url)
+    running = asyncio.create_task(service.run(stop))
+    stopping = asyncio.create_task(stop.wait())
     try:
-        await service.run(stop)
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            # A reaction may be retrying an append against a server that is gone (its launcher was
+            # killed): after a grace period it is cancelled. Nothing is lost: every reaction follows
+            # from the log and its event ids from their cause, so the next start redoes it exactly.
+            await asyncio.wait({running}, timeout=STOP_GRACE_S)
+            if not running.done():
+                log.warning("service.stop_cancelled_reaction", grace_s=STOP_GRACE_S)
+                running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        else:
+            running.result()  # a service that ended on its own: its error, if any, is the process's
     finally:
+        stopping.cancel()
         ready_task.cancel()
         await health.enter_graceful_shutdown()
         await server.stop(grace=2)
