@@ -11,7 +11,6 @@ accepts vLLM's ``json_schema`` response format (FIELD-NOTES).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.runtime.natsserver import free_port
-from services.runtime.processes import die_with_parent
+from services.runtime.processes import die_with_parent, stop_group
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # the sdist whose vendored llama.cpp the install script builds
 
@@ -135,13 +134,7 @@ class LlamaServer:
         raise LLMServerError(f"llama-server did not become healthy within {timeout_s}s; see {self.log_path}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
         self.process = None
 
     def __enter__(self) -> LlamaServer:

@@ -7,9 +7,7 @@ of starting a second server on the same files.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from services.runtime.processes import die_with_parent
+from services.runtime.processes import die_with_parent, stop_group
 
 
 class NatsServerError(RuntimeError):
@@ -85,13 +83,7 @@ class EmbeddedNats:
     def stop(self) -> None:
         if self.url_file and self.url_file.exists() and self.url_file.read_text() == self.url:
             self.url_file.unlink()
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process)
         self.process = None
 
     def __enter__(self) -> EmbeddedNats:
