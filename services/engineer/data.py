@@ -22,7 +22,7 @@ def default_corpus() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def _corpus_files(root: Path) -> list[Path]:
+def corpus_files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
     if not root.is_dir():
@@ -39,7 +39,7 @@ def _corpus_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def _is_validation(relative: str) -> bool:
+def is_validation(relative: str) -> bool:
     digest = hashlib.sha256(relative.encode()).digest()
     return int.from_bytes(digest[:4], "big") / 2**32 < VAL_FRACTION
 
@@ -52,7 +52,7 @@ def prepare_corpus(corpus: str | os.PathLike | None, cache_dir: Path) -> tuple[P
     """
     root = Path(corpus) if corpus is not None else default_corpus()
     root = root.resolve()
-    files = _corpus_files(root)
+    files = corpus_files(root)
     if not files:
         raise FileNotFoundError(f"corpus {root} holds no files")
     key = hashlib.sha256(str(root).encode())
@@ -71,7 +71,7 @@ def prepare_corpus(corpus: str | os.PathLike | None, cache_dir: Path) -> tuple[P
         train_parts, val_parts = [], []
         for path in files:
             relative = str(path.relative_to(root))
-            (val_parts if _is_validation(relative) else train_parts).append(path.read_bytes())
+            (val_parts if is_validation(relative) else train_parts).append(path.read_bytes())
         train_bytes, val_bytes = b"".join(train_parts), b"".join(val_parts)
     out.mkdir(parents=True, exist_ok=True)
     for path, payload in ((train_path, train_bytes), (val_path, val_bytes)):

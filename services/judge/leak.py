@@ -21,7 +21,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from services.engineer.data import _corpus_files, _is_validation, default_corpus, prepare_corpus
+from services.engineer.data import corpus_files, default_corpus, is_validation, prepare_corpus
 from services.engineer.harness import CHECK_MEMORY_MB, CHECK_TIMEOUT_S
 from services.engineer.probes import training_length
 from services.engineer.profiles import get_profile
@@ -57,10 +57,10 @@ def split_overlap(corpus: str, data_dir: Path) -> dict[str, Any]:
         base = root or default_corpus().resolve()
         train_hashes: dict[str, str] = {}
         validation: list[tuple[str, str, int]] = []
-        for path in _corpus_files(base):
+        for path in corpus_files(base):
             content = path.read_bytes()
             digest, relative = hashlib.sha256(content).hexdigest(), str(path.relative_to(base))
-            if _is_validation(relative):
+            if is_validation(relative):
                 validation.append((relative, digest, len(content)))
             else:
                 train_hashes.setdefault(digest, relative)

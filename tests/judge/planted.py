@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from services.engineer.data import _is_validation
+from services.engineer.data import is_validation
 from services.engineer.model import LanguageModel, ModelConfig
 from services.engineer.profiles import get_profile
 from services.engineer.sandbox_child import load_mixer
@@ -23,8 +23,8 @@ def corpus(root: Path, files: int = 24, *, duplicate: bool = False) -> Path:
     for i in range(files):
         (root / f"module_{i}.py").write_text(" ".join(rng.choice(words) for _ in range(600)) + "\n")
     if duplicate:
-        val = next(p for p in sorted(root.iterdir()) if _is_validation(p.name))
-        name = next(f"copy_{i}.py" for i in range(1000) if not _is_validation(f"copy_{i}.py"))
+        val = next(p for p in sorted(root.iterdir()) if is_validation(p.name))
+        name = next(f"copy_{i}.py" for i in range(1000) if not is_validation(f"copy_{i}.py"))
         (root / name).write_bytes(val.read_bytes())
     return root
 
