@@ -18,6 +18,13 @@ from typing import Any
 SATURATION = 0.10  # a 10% relative change already scores ~0.98 (or ~0.02)
 LINEAR_EXPONENT = 1.2  # the complexity probe's exponent up to which a mixer counts as linear (noise above 1.0)
 QUADRATIC_EXPONENT = 1.5  # the probe's rejection threshold: the complexity factor reaches 0 there
+# Code distance (1 - the novelty gate's chunked MiniLM cosine similarity to the nearest earlier
+# proposal) at which a design counts as fully new. Measured on the gate's chunks: a one-token change
+# scores 0.998 (distance 0.002), different designs down to 0.31; one changed component of a rendered
+# design is usually 0.9-0.99. Closer than this, the factor falls linearly to NEAR_COPY_FACTOR.
+NOVEL_CODE_DISTANCE = 0.1
+NEAR_COPY_FACTOR = 0.75
+REPEAT_FACTOR = 0.5  # the same function or the same components as an earlier design
 
 
 def squash(delta: float, span: float = SATURATION) -> float:
@@ -40,6 +47,7 @@ class Context:
     complexity_exponent: float | None = None  # the candidate's, from its pre-flight probe
     novelty_axes: int | None = None  # genome axes that differ from the nearest earlier design; None: not a genome
     same_function_as: str = ""  # an earlier architecture with the same functional fingerprint
+    code_distance: float | None = None  # 1 - MiniLM similarity to the nearest earlier code; None: nothing earlier
 
 
 def complexity_factor(exponent: float | None) -> float:
@@ -50,10 +58,14 @@ def complexity_factor(exponent: float | None) -> float:
 
 
 def novelty_factor(context: Context) -> float:
-    """A design that computes an earlier one's function, or repeats its components, counts half."""
+    """A design that computes an earlier one's function, or repeats its components, counts half; one
+    whose code embeds close to an earlier one's counts between NEAR_COPY_FACTOR and 1, by distance."""
     if context.same_function_as or context.novelty_axes == 0:
-        return 0.5
-    return 1.0
+        return REPEAT_FACTOR
+    if context.code_distance is None:
+        return 1.0
+    closeness = max(0.0, 1.0 - context.code_distance / NOVEL_CODE_DISTANCE)
+    return 1.0 - (1.0 - NEAR_COPY_FACTOR) * closeness
 
 
 def measured_quality(result: dict[str, Any], baseline: dict[str, Any], context: Context) -> tuple[float, dict]:
@@ -67,6 +79,7 @@ def measured_quality(result: dict[str, Any], baseline: dict[str, Any], context: 
     return score, {"speed_ratio": speed_ratio, "speed_score": speed, "param_drift": drift, "parity": parity,
                    "complexity_exponent": context.complexity_exponent, "complexity_factor": complexity,
                    "novelty_axes": context.novelty_axes, "same_function_as": context.same_function_as,
+                   "code_distance": context.code_distance,
                    "novelty_factor": novelty, "score": score}
 
 

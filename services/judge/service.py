@@ -22,7 +22,8 @@ from services.runtime.projection import ArchitectureView, RunView
 
 
 def novelty_context(arch: ArchitectureView, earlier: list[ArchitectureView]) -> Context:
-    """The candidate's complexity exponent and its distance to the nearest earlier design of the run."""
+    """The candidate's complexity exponent and its distances to the nearest earlier design of the run: in
+    genome axes, by function (the fingerprint) and by code embedding (recorded by the novelty gate)."""
     twin = next((a.arch_id for a in earlier if arch.fingerprint and a.fingerprint == arch.fingerprint), "")
     axes = None
     if arch.components:
@@ -30,7 +31,8 @@ def novelty_context(arch: ArchitectureView, earlier: list[ArchitectureView]) -> 
                          set(a.components)) for a in earlier if a.components]
         axes = min(distances) if distances else None
     return Context(complexity_exponent=arch.result.get("complexity_exponent"), novelty_axes=axes,
-                   same_function_as=twin)
+                   same_function_as=twin,
+                   code_distance=round(1.0 - arch.code_similarity, 6) if arch.nearest_code_id else None)
 
 
 class JudgeService(EventService):

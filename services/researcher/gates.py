@@ -142,19 +142,34 @@ def comparable(archs: list[ArchitectureView], arch_id: str) -> list[Architecture
     return [a for a in archs if a.arch_id != arch_id and not (a.failure and a.failure.get("kind") != "novelty")]
 
 
+@dataclass(frozen=True)
+class Nearest:
+    """The earlier proposals most like a new one by embedding, and their cosine similarities; the
+    judge's novelty reads these (an empty id: nothing earlier to compare with)."""
+
+    motivation_id: str = ""
+    motivation_similarity: float = 0.0
+    code_id: str = ""
+    code_similarity: float = 0.0
+
+
 def embedding_novelty(motivation: str, code: str, earlier: list[ArchitectureView], settings: GateSettings,
-                      embeddings: Embeddings) -> Verdict | None:
+                      embeddings: Embeddings) -> tuple[Verdict | None, Nearest]:
+    """A verdict if the motivation or the code is a near-verbatim repeat, and the nearest of each."""
     names = {a.arch_id: a.name for a in earlier}
-    for what, nearest, text, threshold, others in (
-        ("motivation", embeddings.nearest, motivation, settings.motivation_threshold,
-         [(a.arch_id, a.motivation) for a in earlier]),
-        ("code", embeddings.nearest_code, code, settings.code_threshold, [(a.arch_id, a.code) for a in earlier]),
+    motivation_twin, motivation_similarity = embeddings.nearest(motivation,
+                                                                [(a.arch_id, a.motivation) for a in earlier])
+    code_twin, code_similarity = embeddings.nearest_code(code, [(a.arch_id, a.code) for a in earlier])
+    nearest = Nearest(motivation_twin, motivation_similarity, code_twin, code_similarity)
+    for what, twin, similarity, threshold in (
+        ("motivation", motivation_twin, motivation_similarity, settings.motivation_threshold),
+        ("code", code_twin, code_similarity, settings.code_threshold),
     ):
-        twin, similarity = nearest(text, others)
         if twin and similarity >= threshold:
             return Verdict("novelty", f"its {what} has cosine similarity {similarity:.4f} (threshold {threshold}) "
-                                      f"to that of {twin} ({names[twin]})", similar_to=twin, similarity=similarity)
-    return None
+                                      f"to that of {twin} ({names[twin]})", similar_to=twin,
+                           similarity=similarity), nearest
+    return None, nearest
 
 
 def contract_failure(code: str) -> dict | None:

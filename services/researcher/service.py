@@ -339,12 +339,14 @@ class ResearcherService(EventService):
         goes back to the mind that wrote it (``_revise``), a bounded number of times."""
         arch_id = arch_id or arch_id_for(run.run_id, len(self.projection.of_run(run.run_id)))
         verdict: gates.Verdict | None = None
+        nearest = gates.Nearest()
         if baseline:  # the papers' design, rendered here: trusted, and never gated
             fingerprint = functional_fingerprint(proposal.code)
         else:
             settings = gates.GateSettings.of_run(run)
             earlier = gates.comparable(self.projection.of_run(run.run_id), arch_id)
-            verdict = gates.embedding_novelty(proposal.motivation, proposal.code, earlier, settings, self.embeddings)
+            verdict, nearest = gates.embedding_novelty(proposal.motivation, proposal.code, earlier, settings,
+                                                       self.embeddings)
             fingerprint = ""
             if verdict is None:
                 verdict, fingerprint = await gates.validity(proposal.code, run.profile)
@@ -386,6 +388,10 @@ class ResearcherService(EventService):
             repair_of_failure=repair_of_failure,
             llm_fixes="; ".join(draft.fixes) if draft else "",
             origin_check=draft.origin_check if draft else "",
+            nearest_motivation_id=nearest.motivation_id,
+            motivation_similarity=nearest.motivation_similarity,
+            nearest_code_id=nearest.code_id,
+            code_similarity=nearest.code_similarity,
         )
         common = {"run_id": run.run_id, "aggregate_id": arch_id, "correlation_id": run.started_event_id}
         env = await self.store.append(proposed, event_id=event_id_for("proposed", arch_id), **common)

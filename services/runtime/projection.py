@@ -68,6 +68,9 @@ class ArchitectureView:
     selection: dict[str, Any] = field(default_factory=dict)  # the numbers behind the choice of parents
     status: str = "proposed"
     llm_tokens: int = 0  # prompt + completion tokens of the exchange that wrote it
+    # The earlier proposal whose code embeds closest, by the researcher's novelty gate; "" for none.
+    nearest_code_id: str = ""
+    code_similarity: float = 0.0
     job_id: str = ""
     progress: dict[str, float] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
@@ -183,6 +186,7 @@ class Projection:
             fingerprint=e.fingerprint, repair_of_attempt=e.repair_of_attempt, operator=e.operator,
             parent_strategy=e.parent_strategy, selection=_selection(e.selection_json),
             llm_tokens=e.llm_prompt_tokens + e.llm_completion_tokens,
+            nearest_code_id=e.nearest_code_id, code_similarity=round(e.code_similarity, 6),
         )
         self.archs[e.arch_id].last_event_id = env.event_id
         run = self.runs.get(env.run_id)

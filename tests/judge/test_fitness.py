@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from services.judge.fitness import Context, complexity_factor, judge, squash
 
 DELTANET = {"val_loss": 2.30, "benchmark_mean": 0.40, "tokens_per_s": 5000.0, "params": 100_000}
@@ -75,6 +77,21 @@ def test_parameter_drift_complexity_and_repetition_discount_the_measured_quality
     twin = judge(DELTANET, bases, context=Context(same_function_as="arch-x")).terms["quality"]
     assert twin == plain / 2
     assert judge(DELTANET, bases, context=Context(novelty_axes=2)).terms["quality"] == plain
+
+
+def test_code_that_embeds_close_to_an_earlier_design_counts_less_novel() -> None:
+    bases = {"deltanet": DELTANET}
+    plain = judge(DELTANET, bases).terms["quality"]
+    far = judge(DELTANET, bases, context=Context(novelty_axes=3, code_distance=0.4))
+    half = judge(DELTANET, bases, context=Context(novelty_axes=1, code_distance=0.05))
+    copy = judge(DELTANET, bases, context=Context(novelty_axes=1, code_distance=0.0))
+    assert far.terms["quality"] == plain  # past NOVEL_CODE_DISTANCE: fully new
+    assert copy.terms["quality"] == pytest.approx(plain * 0.75)
+    assert half.terms["quality"] == pytest.approx(plain * 0.875)
+    assert half.detail["per_baseline"]["deltanet"]["quality"]["inputs"]["code_distance"] == 0.05
+    # The same function still counts half, whatever its code looks like.
+    assert judge(DELTANET, bases, context=Context(same_function_as="a", code_distance=0.5)).terms["quality"] \
+        == plain / 2
 
 
 def test_an_llm_score_replaces_the_measured_quality_term() -> None:

@@ -43,11 +43,13 @@ def test_a_paraphrased_motivation_is_rejected_and_a_different_idea_passes(embedd
     earlier = [view("arch-a", "Add a per-head scalar forget gate to the delta rule so old associations decay.",
                     SEED.code)]
     settings = gates.GateSettings(motivation_threshold=0.9, code_threshold=1.01)
-    same = gates.embedding_novelty("Give the delta rule a per-head scalar forget gate so that old associations "
-                                   "decay away.", SEED.code, earlier, settings, embeddings)
+    same, nearest = gates.embedding_novelty("Give the delta rule a per-head scalar forget gate so that old "
+                                            "associations decay away.", SEED.code, earlier, settings, embeddings)
     assert same is not None and same.gate == "novelty" and same.similar_to == "arch-a"
     assert "motivation" in same.reason and same.similarity >= 0.9
-    other = gates.embedding_novelty("Replace the short convolution with a sliding-window softmax branch mixed per "
+    assert nearest.motivation_id == "arch-a" and nearest.motivation_similarity == same.similarity
+    assert nearest.code_id == "arch-a" and nearest.code_similarity > 0.999  # the same file, reported as well
+    other, _ = gates.embedding_novelty("Replace the short convolution with a sliding-window softmax branch mixed per "
                                     "head with the recurrence.", SEED.code, earlier, settings, embeddings)
     assert other is None
 
@@ -55,7 +57,7 @@ def test_a_paraphrased_motivation_is_rejected_and_a_different_idea_passes(embedd
 def test_code_that_differs_only_in_comments_and_docstrings_is_a_duplicate(embeddings: gates.Embeddings) -> None:
     earlier = [view("arch-a", "one idea", SEED.code)]
     restyled = '"""Another docstring entirely."""\n# a comment\n' + gates.normalise_code(SEED.code)
-    verdict = gates.embedding_novelty("a wholly different text about something else", restyled, earlier,
+    verdict, _ = gates.embedding_novelty("a wholly different text about something else", restyled, earlier,
                                       gates.GateSettings(), embeddings)
     assert verdict is not None and "code" in verdict.reason and verdict.similarity > 0.999
 
@@ -70,12 +72,12 @@ def test_a_change_past_minilms_window_still_makes_the_code_different(embeddings:
     assert whole > 0.999 and chunked < gates.CODE_THRESHOLD
     earlier = [view("arch-a", "one idea", SEED.code)]
     assert gates.embedding_novelty("another idea altogether, about gating", gated, earlier, gates.GateSettings(),
-                                   embeddings) is None
+                                   embeddings)[0] is None
     # One token (beta in (0, 2) instead of (0, 1)) is a different design, and passes at the default.
     wider = SEED.code.replace("beta = self.b_proj(x).sigmoid()", "beta = self.b_proj(x).sigmoid() * 2")
     assert wider != SEED.code
     assert gates.embedding_novelty("a third idea, on the write strength", wider, earlier, gates.GateSettings(),
-                                   embeddings) is None
+                                   embeddings)[0] is None
 
 
 def test_failed_proposals_are_not_compared_but_duplicates_of_duplicates_are() -> None:
