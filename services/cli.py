@@ -244,7 +244,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--novelty-motivation-threshold", type=float, default=0.0,
                         help="MiniLM cosine similarity of motivations that counts as a duplicate (default 0.99)")
     parser.add_argument("--novelty-code-threshold", type=float, default=0.0,
-                        help="the same for code chunked, without comments and docstrings (default 0.999)")
+                        help="the same for code chunked, without comments and docstrings (default 0.99995)")
 
 
 def build_parser() -> argparse.ArgumentParser:

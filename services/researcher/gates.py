@@ -38,11 +38,13 @@ from services.runtime.projection import ArchitectureView, RunView
 # Defaults, each overridable per run (RunStarted). Measured with MiniLM: the evolve mind's
 # templated motivations for different changes score up to 0.984 (scalar vs vector decay, both
 # with an output gate, in a 10-experiment tiny run), a paraphrase of one idea above 0.9; code of
-# different designs (chunked) up to 0.998 when they differ in one token (beta * 2), code that
-# differs only in comments, docstrings and layout 1.0. The embedding gate is therefore kept for
-# near-verbatim repeats; paraphrased ideas and renamed code are the fingerprint's to catch.
+# different designs (chunked) 0.994 when they differ in one token (beta * 2) and 0.99991 for
+# bias=False -> bias=True on the write strength (a real Qwen2.5-Coder-1.5B proposal, which 0.999
+# rejected), code that differs only in comments, docstrings and layout 1.0 (within 4e-8). The
+# embedding gate is therefore kept for near-verbatim repeats; paraphrased ideas and renamed code
+# are the fingerprint's to catch.
 MOTIVATION_THRESHOLD = 0.99
-CODE_THRESHOLD = 0.999
+CODE_THRESHOLD = 0.99995
 CODE_CHUNK_LINES = 8
 REPAIRS = 2  # repair attempts of one failing proposal
 IDEA_RETRIES = 2  # novelty rejections sent back to the mind before the iteration moves on
