@@ -81,10 +81,12 @@ def test_a_change_past_minilms_window_still_makes_the_code_different(embeddings:
     # The smallest real change the 1.5B model proposed: a bias on the write strength's projection.
     biased = SEED.code.replace("nn.Linear(d_model, self.n_heads, bias=False)", "nn.Linear(d_model, self.n_heads)")
     assert biased != SEED.code
-    assert gates.embedding_novelty("a fourth idea, a bias", biased, earlier, gates.GateSettings(), embeddings)[0] is None
+    verdict, _ = gates.embedding_novelty("a fourth idea, a bias", biased, earlier, gates.GateSettings(), embeddings)
+    assert verdict is None
     commented = SEED.code.replace("beta = self.b_proj(x).sigmoid()", "beta = self.b_proj(x).sigmoid()  # in (0, 1)")
     assert commented != SEED.code
-    assert gates.embedding_novelty("a fifth idea", commented, earlier, gates.GateSettings(), embeddings)[0] is not None
+    verdict, _ = gates.embedding_novelty("a fifth idea", commented, earlier, gates.GateSettings(), embeddings)
+    assert verdict is not None
 
 
 def test_failed_proposals_are_not_compared_but_duplicates_of_duplicates_are() -> None:
