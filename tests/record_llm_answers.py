@@ -24,10 +24,11 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from services.researcher import gates
+from services.researcher import gates, genome
 from services.researcher.llm_mind import SCHEMA, SYSTEM, Context, LLMMind, MindFailure, build_prompt
 from services.researcher.mind import EvolveMind, Reference
 from services.runtime.llm import Exchange, LLMClient, LLMError
@@ -59,6 +60,14 @@ def seed_parent(code: str | None = None) -> ArchitectureView:
         result={"val_loss": 5.91, "benchmarks": {"mqar": 0.31, "noisy_recall": 0.22, "selective_copying": 0.18},
                 "benchmark_mean": 0.24, "params": 0, "tokens_per_s": 0.0, "train_seconds": 0.0, "checkpoint": ""},
         analysis="The seed: selective copying and noisy recall are its weakest tasks.")
+
+
+def reference_gated_deltanet() -> ArchitectureView:
+    """Gated DeltaNet as the researcher shows a reference of the pool: rendered in the parent's idiom."""
+    components = genome.canonical(genome.BASELINES["gated_deltanet"])
+    return replace(seed_parent(genome.render(components, "gated-deltanet", "")), arch_id="arch-gdn",
+                   name="gated-deltanet", components=components, fitness=0.5,
+                   result={**seed_parent().result, "val_loss": 5.62, "benchmark_mean": 0.27})
 
 
 def recorded_parent() -> ArchitectureView:
@@ -115,7 +124,7 @@ async def main() -> int:
     if args.from_log:
         return await from_log(args.from_log, args.size)
     parent = seed_parent()
-    context = Context(parent, parent, REFERENCES)
+    context = Context(parent, parent, REFERENCES, others=[reference_gated_deltanet()])
     log = Path(tempfile.mkdtemp()) / "llama-server.log"
     started = time.monotonic()
     server = LlamaServer(args.size, log_path=log)

@@ -148,7 +148,10 @@ class Context:
     baseline: ArchitectureView | None
     references: list[Reference] = field(default_factory=list)
     siblings: list[ArchitectureView] = field(default_factory=list)
-    others: list[ArchitectureView] = field(default_factory=list)  # reference architectures from the pool
+    # Reference architectures from the pool; the first is also shown as a diff against the parent, in
+    # the parent's idiom where the researcher can render it (a genome), so the model sees working code
+    # for a change (measured: without it, the 1.5B model invented keyword arguments of the kernels).
+    others: list[ArchitectureView] = field(default_factory=list)
     avoid: str = ""  # why an earlier attempt of this idea was rejected as a duplicate
 
 
@@ -350,6 +353,12 @@ def build_prompt(context: Context, budget_tokens: int = CONTEXT_TOKENS) -> str:
     code = body_of(parent.code)
     sections = [f"PARENT {parent.name} ({parent.arch_id}): {_result_line(parent)}\n"
                 f"PARENT code (edit this):\n{code}"]
+    shown = next((o for o in context.others if o.code and body_of(o.code) != code), None)
+    if shown is not None:
+        diff = difflib.unified_diff(code.splitlines(), body_of(shown.code).splitlines(), lineterm="", n=1)
+        sections.append(f"How the reference {shown.name} ({_result_line(shown)}) differs from the PARENT, as a "
+                        f"unified diff (- PARENT lines, + {shown.name} lines; working code you may borrow "
+                        f"parts of):\n" + "\n".join(list(diff)[2:]))
     if context.baseline is not None and context.baseline.result and parent.result:
         weak = sorted(parent.result["benchmarks"].items(), key=lambda kv: kv[1])
         gaps = ", ".join(f"{task} {score:.2f}" for task, score in weak[:3])

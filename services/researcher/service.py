@@ -266,8 +266,12 @@ class ResearcherService(EventService):
         archs = self.projection.of_run(run.run_id)
         siblings = [a for a in archs if parent.arch_id in a.parents][-SIBLINGS:]
         board = [a for a in self.projection.leaderboard(run.run_id) if a.arch_id != parent.arch_id]
+        others = board[PAPER_TOP // 2:][:POOL_REFERENCES] or board[-POOL_REFERENCES:]
+        # A design with a genome is shown as the genome renders it: the parent's idiom, so its diff
+        # against the parent holds only what differs (the baseline files are written by hand).
         return Context(parent, self.projection.baseline(run.run_id), references, siblings,
-                       board[PAPER_TOP // 2:][:POOL_REFERENCES] or board[-POOL_REFERENCES:])
+                       [replace(a, code=genome.render(a.components, a.name, a.motivation)) if _readable_code(a.code)
+                        else a for a in others])
 
     async def _propose_llm(self, run: RunView) -> bool:
         """Ask the LLM mind for a child of a selected parent, with bounded retries; False if no

@@ -356,7 +356,11 @@ class Launcher:
         name = f"{arch_id} {arch.name}" if arch else arch_id
         cites = "; cites " + ", ".join(c.entry_id for c in event.citations) if getattr(event, "citations", None) else ""
         line = {
-            "ArchitectureProposed": lambda e: f"proposed {name} (origin {e.origin}{cites})",
+            "ArchitectureProposed": lambda e: f"proposed {name} (origin {e.origin}{cites})" + (
+                f" by {e.mind}: {e.llm_prompt_tokens + e.llm_completion_tokens:,} tokens, {e.llm_seconds:.0f}s"
+                if e.mind.startswith("llm:") else ""),
+            "LLMExchangeFailed": lambda e: f"LLM {e.purpose} for {arch_id} gave no code ({e.kind}, "
+                                           f"{e.seconds:.0f}s): {e.message[:160]}; next: {e.fallback}",
             "ProposalRejected": lambda e: f"{name} rejected by {e.gate} gate: {e.reason}",
             "TrainingStarted": lambda e: f"{name} training on {e.worker}",
             "TrainingProgress": lambda e: f"{name} step {e.step}/{e.steps} loss {e.train_loss:.3f} "

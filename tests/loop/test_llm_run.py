@@ -107,6 +107,8 @@ def test_mixed_falls_back_to_the_evolve_mind_when_the_server_dies(tmp_path: Path
     failed = payloads(log, "LLMExchangeFailed")
     assert failed and {f.kind for f in failed} == {"unreachable"} and failed[-1].fallback == "evolve"
     assert len(failed) <= 3  # bounded retries, then the evolve mind stood in
+    assert "gave no code (unreachable" in stderr and "next: evolve" in stderr  # and the person watching saw it
+    assert "by llm:recorded-model: 1,620 tokens" in stderr
     assert result["experiments"] == 2
 
 

@@ -31,7 +31,7 @@ from services.researcher.llm_mind import (
 )
 from services.researcher.mind import Reference
 from services.runtime.llm import LLMClient
-from tests.record_llm_answers import REFERENCES, recorded_parent
+from tests.record_llm_answers import REFERENCES, recorded_parent, reference_gated_deltanet, seed_parent
 from tests.recorded_llm import RecordedAnswerServer, completion, delayed, http_error, load
 
 PARENT = recorded_parent()
@@ -121,6 +121,17 @@ def test_the_prompt_keeps_the_parent_whole_and_the_rest_within_the_budget() -> N
     assert body_of(PARENT.code) in prompt and "Weakest capabilities" in prompt
     assert (len(prompt) + len(SYSTEM)) / CHARS_PER_TOKEN <= 1600 + 10
     assert "lit-39" not in prompt  # clipped
+
+
+def test_the_prompt_shows_a_reference_of_the_pool_as_a_diff_against_the_parent() -> None:
+    reference = reference_gated_deltanet()
+    prompt = build_prompt(Context(seed_parent(), seed_parent(), REFERENCES, others=[reference]))
+    shown = prompt.split("How the reference gated-deltanet")[1].split("\n\n")[0]
+    # Only what differs, as working code: the decay's gate and the kernel that takes it.
+    assert "+        o, _ = chunk_gated_delta_rule(q, k, v, g, beta)" in shown
+    assert "-        o, _ = chunk_delta_rule(q, k, v, beta)" in shown
+    assert "self.q_proj = nn.Linear" not in shown  # a line both share stays out
+    assert build_prompt(Context(seed_parent(), seed_parent(), REFERENCES)).count("How the reference") == 0
 
 
 # -- a real answer, and every malformed kind ------------------------------------------------------
