@@ -270,8 +270,8 @@ class ResearcherService(EventService):
         # A design with a genome is shown as the genome renders it: the parent's idiom, so its diff
         # against the parent holds only what differs (the baseline files are written by hand).
         return Context(parent, self.projection.baseline(run.run_id), references, siblings,
-                       [replace(a, code=genome.render(a.components, a.name, a.motivation)) if _readable_code(a.code)
-                        else a for a in others])
+                       [replace(a, code=genome.render(genome.components_of(a.code), a.name, a.motivation))
+                        if _readable_code(a.code) else a for a in others])
 
     async def _propose_llm(self, run: RunView) -> bool:
         """Ask the LLM mind for a child of a selected parent, with bounded retries; False if no

@@ -141,15 +141,41 @@ class ServiceProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._log: IO[bytes] | None = None
+        self._read_to = 0  # how far `failed_reactions` has read the log
+        self._reported: set[str] = set()
 
     def start(self) -> None:
         self._log = open(self.log_path, "ab")
+        self._read_to = self.log_path.stat().st_size
         self.process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", self.role],
                                         env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                         start_new_session=True, preexec_fn=die_with_parent)
 
     def exited(self) -> int | None:
         return self.process.poll() if self.process else None
+
+    def failed_reactions(self) -> list[str]:
+        """The last line of each new kind of exception the service logged as ``react.failed`` since the
+        last call: a service retries a failed reaction for ever, so without this a run that cannot
+        advance would look idle to the person watching."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self._read_to)
+            chunk = log.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._read_to += len(complete)
+        new = []
+        for line in complete.decode(errors="replace").splitlines():
+            if '"react.failed"' not in line:
+                continue
+            try:
+                exception = str(json.loads(line).get("exception", ""))
+            except json.JSONDecodeError:
+                continue
+            last = (exception.strip().splitlines() or ["an exception"])[-1][:300]
+            if last not in self._reported:
+                self._reported.add(last)
+                new.append(last)
+        return new
 
     def stop(self, timeout_s: float = 15.0) -> None:
         if self.process and self.process.poll() is None:
@@ -310,6 +336,8 @@ class Launcher:
             while not stop.is_set():
                 await asyncio.sleep(1.0)
                 for process in processes:
+                    for failed in process.failed_reactions():
+                        say(f"{process.name}: a reaction failed and is retried ({failed}); see {process.log_path}")
                     code = process.exited()
                     if code is None:
                         continue
