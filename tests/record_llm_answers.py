@@ -165,7 +165,7 @@ async def main() -> int:
                            "traceback": verdict.traceback}
                 entry: dict[str, Any] = {"failure": f"{verdict.failure_kind}: {verdict.message[:160]}"}
                 try:
-                    repaired = await mind.repair(f"arch-{n}", proposal, failure)
+                    repaired = await mind.repair(f"arch-{n}", proposal, failure, context=context)
                 except MindFailure as exc:
                     entry.update(kind=exc.kind, message=str(exc)[:160], tokens=exc.exchange.tokens)
                     repairs.append(entry)

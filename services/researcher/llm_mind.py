@@ -346,6 +346,19 @@ def _result_line(arch: ArchitectureView) -> str:
     return arch.status
 
 
+def reference_diff(parent: ArchitectureView, others: list[ArchitectureView]) -> str:
+    """The first reference whose code differs from the parent's, as a unified diff against it: working
+    code for a change, in a form a small model can borrow lines from; "" when there is none."""
+    code = body_of(parent.code)
+    shown = next((o for o in others if o.code and body_of(o.code) != code), None)
+    if shown is None:
+        return ""
+    diff = difflib.unified_diff(code.splitlines(), body_of(shown.code).splitlines(), lineterm="", n=1)
+    return (f"How the reference {shown.name} ({_result_line(shown)}) differs from the PARENT, as a unified "
+            f"diff (- PARENT lines, + {shown.name} lines; working code you may borrow parts of):\n"
+            + "\n".join(list(diff)[2:]))
+
+
 def build_prompt(context: Context, budget_tokens: int = CONTEXT_TOKENS) -> str:
     """The user message: the parent first (always whole), then the evidence, each section clipped
     to what is left of the token budget."""
@@ -353,12 +366,9 @@ def build_prompt(context: Context, budget_tokens: int = CONTEXT_TOKENS) -> str:
     code = body_of(parent.code)
     sections = [f"PARENT {parent.name} ({parent.arch_id}): {_result_line(parent)}\n"
                 f"PARENT code (edit this):\n{code}"]
-    shown = next((o for o in context.others if o.code and body_of(o.code) != code), None)
-    if shown is not None:
-        diff = difflib.unified_diff(code.splitlines(), body_of(shown.code).splitlines(), lineterm="", n=1)
-        sections.append(f"How the reference {shown.name} ({_result_line(shown)}) differs from the PARENT, as a "
-                        f"unified diff (- PARENT lines, + {shown.name} lines; working code you may borrow "
-                        f"parts of):\n" + "\n".join(list(diff)[2:]))
+    shown = reference_diff(parent, context.others)
+    if shown:
+        sections.append(shown)
     if context.baseline is not None and context.baseline.result and parent.result:
         weak = sorted(parent.result["benchmarks"].items(), key=lambda kv: kv[1])
         gaps = ", ".join(f"{task} {score:.2f}" for task, score in weak[:3])
@@ -389,7 +399,10 @@ def build_prompt(context: Context, budget_tokens: int = CONTEXT_TOKENS) -> str:
     return "\n\n".join(kept)
 
 
-def build_repair_prompt(code: str, failure: dict) -> str:
+def build_repair_prompt(code: str, failure: dict, context: Context | None = None) -> str:
+    """The failing code, its failure and the failing line; with the proposal's ``context``, also the
+    reference's diff against the parent (measured: the 1.5B model called the reference's kernel but
+    did not define its decay ``g``, and without the working lines in view could not repair it)."""
     body = body_of(code)
     where = error_context(body, failure)
     parts = [f"CURRENT code:\n{body}", f"It failed: {failure.get('kind', '')}: {failure.get('message', '')[:600]}"]
@@ -397,6 +410,9 @@ def build_repair_prompt(code: str, failure: dict) -> str:
         parts.append(f"The failing line (marked >>) and its context:\n{where}")
     elif failure.get("traceback"):
         parts.append(f"Traceback excerpt:\n{failure['traceback'][-800:]}")
+    shown = reference_diff(context.parent, context.others) if context is not None else ""
+    if shown:
+        parts.append(shown.replace("differs from the PARENT", "differs from the code this one was derived from"))
     return "\n\n".join(parts)
 
 
@@ -425,9 +441,11 @@ class LLMMind:
             mutation=f"LLM edits of {context.parent.name}: {len(answer['edits'])} edit(s)")
         return Draft(proposal, exchange, fixes, note)
 
-    async def repair(self, arch_id: str, failed: Proposal, failure: dict, *, attempt: int = 1) -> Draft:
-        """Edits of ``failed`` (proposal ``arch_id``) that answer ``failure`` ({kind, message, traceback})."""
-        exchange = await self._ask(REPAIR_SYSTEM, build_repair_prompt(failed.code, failure), "mixer_repair",
+    async def repair(self, arch_id: str, failed: Proposal, failure: dict, *, attempt: int = 1,
+                     context: Context | None = None) -> Draft:
+        """Edits of ``failed`` (proposal ``arch_id``) that answer ``failure`` ({kind, message, traceback});
+        ``context``, the one the proposal was written in, when the researcher still has it."""
+        exchange = await self._ask(REPAIR_SYSTEM, build_repair_prompt(failed.code, failure, context), "mixer_repair",
                                    REPAIR_SCHEMA, REPAIR_TEMPERATURE, attempt)
         answer = exchange.answer
         code, fixes = self._edit(body_of(failed.code), answer, exchange)

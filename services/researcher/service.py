@@ -472,7 +472,8 @@ class ResearcherService(EventService):
         assert self.llm_mind is not None
         try:
             if verdict.gate == "validity":
-                revised = await self.llm_mind.repair(arch_id, proposal, failure, attempt=attempt + 1)
+                revised = await self.llm_mind.repair(arch_id, proposal, failure, attempt=attempt + 1,
+                                                     context=context)
             else:
                 assert context is not None
                 revised = await self.llm_mind.propose(replace(context, avoid=verdict.reason), attempt=attempt + 1)

@@ -25,6 +25,7 @@ from services.researcher.llm_mind import (
     apply_edits,
     body_of,
     build_prompt,
+    build_repair_prompt,
     check_origin,
     error_context,
     fix_imports,
@@ -132,6 +133,15 @@ def test_the_prompt_shows_a_reference_of_the_pool_as_a_diff_against_the_parent()
     assert "-        o, _ = chunk_delta_rule(q, k, v, beta)" in shown
     assert "self.q_proj = nn.Linear" not in shown  # a line both share stays out
     assert build_prompt(Context(seed_parent(), seed_parent(), REFERENCES)).count("How the reference") == 0
+
+
+def test_a_repair_prompt_shows_the_references_working_code_when_the_context_is_known() -> None:
+    failure = {"kind": "runtime_error", "message": "NameError: name 'g' is not defined", "traceback": ""}
+    broken = seed_parent().code.replace("chunk_delta_rule(q, k, v, beta)", "chunk_gated_delta_rule(q, k, v, g, beta)")
+    context = Context(seed_parent(), seed_parent(), REFERENCES, others=[reference_gated_deltanet()])
+    with_reference = build_repair_prompt(broken, failure, context)
+    assert "+        g = -self.A_log.exp() * dt" in with_reference and "NameError" in with_reference
+    assert "How the reference" not in build_repair_prompt(broken, failure)
 
 
 # -- a real answer, and every malformed kind ------------------------------------------------------
