@@ -232,11 +232,20 @@ def _indent(text: str) -> str:
 
 def _reindented(replace: str, replaced: str, n: int, notes: list[str] | None) -> str:
     """``replace`` shifted to the indentation of the lines it replaces, when the model dropped or
-    added indentation (measured: an ``unexpected indent`` from a 0.5B edit)."""
+    added indentation (measured: an ``unexpected indent`` from a 0.5B edit). When only the first line
+    lacks it and the lines after it already sit at or past the target (measured with the 1.5B model:
+    a JSON string starts where the copied line's text starts), only the first line moves."""
     have, want = _indent(replace), _indent(replaced)
     if have == want or not replace.strip():
         return replace
     lines = replace.splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if line.strip())
+    rest = [line for line in lines[first + 1:] if line.strip()]
+    if rest and all(_indent(line).startswith(want) for line in rest) and len(have) < len(want):
+        lines[first] = want + lines[first].lstrip(" ")
+        if notes is not None:
+            notes.append(f"edit {n}: its first line re-indented to its place ({len(want)} spaces)")
+        return "".join(lines)
     shifted = "".join(want + line[len(have):] if line.startswith(have) and line.strip() else
                       (want + line.lstrip(" ") if line.strip() else line) for line in lines)
     if notes is not None:
@@ -253,13 +262,25 @@ def _approximate_find(code: str, search: str) -> tuple[tuple[int, int] | None, f
     offsets = [0]
     for line in lines:
         offsets.append(offsets[-1] + len(line))
+    searched = [line.strip() for line in search.strip("\n").splitlines()]
+    # A miscopied argument is a slip; a line that binds another name is another line (measured: the
+    # 1.5B model searched for the reference's `self.g_proj = ...`, which matched `self.v_proj = ...`).
     scored = sorted(((difflib.SequenceMatcher(None, "\n".join(x.strip() for x in lines[i:i + size]), wanted).ratio(),
-                      i) for i in range(len(lines) - size + 1)), reverse=True)
+                      i) for i in range(len(lines) - size + 1)
+                     if all(_binding(a) == _binding(b) for a, b in zip(lines[i:i + size], searched, strict=True))),
+                    reverse=True)
     if not scored or scored[0][0] < APPROXIMATE_MATCH or (len(scored) > 1 and scored[1][0] > scored[0][0] - 0.05):
         return None, 0.0
     ratio, i = scored[0]
     end = offsets[i + size] - (1 if lines[i + size - 1].endswith("\n") else 0)
     return (offsets[i], end), ratio
+
+
+def _binding(line: str) -> str:
+    """What a line assigns to (the text before a top-level ``=``), or "" when it assigns nothing."""
+    text = line.strip()
+    match = re.match(r"^([^=(\[{'\"]+?)\s*(?<![=!<>+\-*/%&|^])=(?!=)", text)
+    return match.group(1).strip() if match else ""
 
 
 def fix_imports(code: str) -> tuple[str, tuple[str, ...]]:

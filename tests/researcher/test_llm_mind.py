@@ -88,6 +88,29 @@ def test_an_edit_matches_despite_indentation_drift() -> None:
                        ) == "class A:\n    def f(self):\n        return 2\n"
 
 
+def test_an_approximate_match_never_replaces_a_line_that_binds_another_name() -> None:
+    code = "class A:\n    def __init__(self):\n        self.v_proj = nn.Linear(4, 4)\n        self.o = 1\n"
+    # Measured with the 1.5B model: the reference's line, absent here, one letter from v_proj's.
+    with pytest.raises(ValueError, match="edit 1: its search text does not occur"):
+        apply_edits(code, [{"search": "self.g_proj = nn.Linear(4, 4)", "replace": "self.g_proj = nn.Linear(4, 8)"}])
+    # A miscopied argument on the same binding is still a slip that matches.
+    notes: list[str] = []
+    slip = {"search": "self.v_proj = nn.Linear(4, 5)", "replace": "self.v_proj = nn.Linear(4, 6)"}
+    edited = apply_edits(code, [slip], notes)
+    assert "self.v_proj = nn.Linear(4, 6)" in edited and "approximately" in notes[0]
+
+
+def test_a_replace_whose_first_line_lacks_the_indentation_moves_only_that_line() -> None:
+    code = "class A:\n    def f(self):\n        a = 1\n        return a\n"
+    notes: list[str] = []
+    # Measured with the 1.5B model: the JSON string starts at the copied line's text; the lines it adds
+    # after it carry their full indentation.
+    edited = apply_edits(code, [{"search": "a = 1\nreturn a", "replace": "a = 1\n        b = 2\n        return a + b"}],
+                         notes)
+    assert edited == "class A:\n    def f(self):\n        a = 1\n        b = 2\n        return a + b\n"
+    assert notes == ["edit 1: its first line re-indented to its place (8 spaces)"]
+
+
 def test_missing_allowed_imports_are_added_and_a_renamed_mixer_is_aliased() -> None:
     code = ("from torch import nn\n\n\nclass Recall(nn.Module):\n    def forward(self, x):\n"
             "        o, _ = chunk_gated_delta_rule(x, x, x, torch.zeros(1), F.sigmoid(x))\n        return o\n")
