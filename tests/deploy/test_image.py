@@ -44,7 +44,7 @@ def test_the_image_runs_as_the_charts_non_root_user(default_render: Rendered):
     users = [a for op, a in final_stage() if op == "USER"]
     assert users, "the final stage must set USER"
     uid, _, gid = users[-1].partition(":")
-    pod = default_render.deployment("judge")["spec"]["template"]["spec"]["securityContext"]
+    pod = default_render.workload("judge")["spec"]["template"]["spec"]["securityContext"]
     assert int(uid) == pod["runAsUser"] != 0
     assert int(gid) == pod["runAsGroup"]
 

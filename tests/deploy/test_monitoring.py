@@ -38,7 +38,7 @@ def dashboard(rendered: Rendered) -> tuple[dict, dict]:
 
 
 def test_the_service_monitor_selects_every_service(everything_render: Rendered):
-    (monitor,) = everything_render.of_kind("ServiceMonitor")
+    monitor = everything_render.get("ServiceMonitor", f"{RELEASE}-asi-arch")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "prom-stack"
     selector = monitor["spec"]["selector"]["matchLabels"]
@@ -54,7 +54,7 @@ def test_the_service_monitor_selects_every_service(everything_render: Rendered):
 
 def test_the_release_label_is_configurable(render):
     custom = render(set_values=("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.release=monitoring"))
-    (monitor,) = custom.of_kind("ServiceMonitor")
+    monitor = custom.get("ServiceMonitor", f"{RELEASE}-asi-arch")
     assert monitor["metadata"]["labels"]["release"] == "monitoring"
 
 
