@@ -64,7 +64,8 @@ def test_one_replica_may_keep_one_claim(render: Render):
 def test_every_pool_of_several_replicas_has_a_disruption_budget(rendered: Rendered):
     budgets = {b["metadata"]["name"]: b for b in rendered.of_kind("PodDisruptionBudget")}
     for workload in (rendered.workload(c) for c in SERVICES):
-        name, replicas = workload["metadata"]["name"], workload["spec"]["replicas"]
+        most = rendered.values["engineer"]["autoscaling"]["maxReplicas"] if "replicas" not in workload["spec"] else 0
+        name, replicas = workload["metadata"]["name"], workload["spec"].get("replicas", most)
         if replicas > 1:
             budget = budgets.pop(name)
             assert budget["spec"]["maxUnavailable"] == rendered.values["podDisruptionBudget"]["maxUnavailable"]

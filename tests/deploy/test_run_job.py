@@ -42,7 +42,9 @@ def test_the_job_starts_the_values_run(rendered: Rendered):
     assert (given["profile"], int(given["experiments"]), given["mind"], int(given["seed"])) == \
         (run["profile"], run["experiments"], run["mind"], run["seed"])
     assert given["parent-strategy"] == run["parentStrategy"]
-    assert int(given["engineers"]) == rendered.values["engineer"]["replicas"], "jobs in flight: one per engineer"
+    engineer = rendered.values["engineer"]
+    pool = engineer["autoscaling"]["maxReplicas"] if engineer["autoscaling"]["enabled"] else engineer["replicas"]
+    assert int(given["engineers"]) == pool, "jobs in flight: one per engineer the pool can have"
     assert "--new-run" not in container["args"], "a rerun must not start a second run"
 
 

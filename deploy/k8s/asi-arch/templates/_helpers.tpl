@@ -356,6 +356,15 @@ spec:
 {{- end }}
 
 {{/*
+"true" when engineers get a claim each (a StatefulSet's claim template): persistence on, not
+ReadWriteMany, no existing claim. A shared ReadWriteMany claim serves them all otherwise.
+*/}}
+{{- define "asi-arch.engineerClaimPerReplica" -}}
+{{- $persistence := .Values.engineer.persistence }}
+{{- if and $persistence.enabled (not (has "ReadWriteMany" $persistence.accessModes)) (not $persistence.existingClaim) }}true{{ end }}
+{{- end }}
+
+{{/*
 A PodDisruptionBudget for a component with more than one replica: a drain takes at most
 maxUnavailable of them at a time. Input: dict "root" $ "component" NAME "replicas" N.
 */}}
