@@ -50,3 +50,14 @@ def test_its_asi_arch_commands_parse():
     assert any("events export --nats" in c for c in commands) and any("report --nats" in c for c in commands)
     for command in commands:
         parser.parse_args(shlex.split(command)[1:])
+
+
+def test_its_docker_builds_name_the_dockerfiles_variants():
+    """`docker build` lines build the Dockerfile's default (CPU) variant or name one it has."""
+    dockerfile = (REPO / "deploy" / "k8s" / "Dockerfile").read_text()
+    variants = set(re.findall(r"^FROM \S+ AS (\w+)-base$", dockerfile, re.M))
+    assert variants == {"cpu", "gpu"}
+    builds = [line for line in text().splitlines() if line.startswith("docker build")]
+    assert len(builds) == 2
+    built = {(re.findall(r"--build-arg VARIANT=(\w+)", line) or ["cpu"])[0] for line in builds}
+    assert built == variants, "the README builds both images"
