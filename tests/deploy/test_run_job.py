@@ -58,6 +58,8 @@ def test_the_job_is_a_hook_after_install_and_after_upgrade_only_when_asked(defau
         assert hook["helm.sh/hook-delete-policy"] == "before-hook-creation"
     job = default_render.get("Job", RUN_JOB)["spec"]
     assert job["template"]["spec"]["restartPolicy"] == "Never" and job["backoffLimit"] > 0
+    assert job["ttlSecondsAfterFinished"] == default_render.values["run"]["ttlSecondsAfterFinished"], \
+        "uninstall leaves hook Jobs behind: they expire instead"
 
 
 def start_from_the_job(container: dict[str, Any], nats_url: str) -> dict[str, str]:
