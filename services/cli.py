@@ -68,14 +68,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _events(args: argparse.Namespace) -> list:
+def _events(args: argparse.Namespace) -> list[events_pb2.Envelope]:
     if getattr(args, "file", None):
         return read_file(args.file)
+    if getattr(args, "nats", None):
+        return read_nats(args.nats)
     return read_data_dir(args.data_dir)
 
 
+def read_nats(url: str) -> list[events_pb2.Envelope]:
+    """The valid events of the log on a running NATS (a cluster's, through a port-forward), in chain order."""
+    async def read() -> list[events_pb2.Envelope]:
+        store = await EventStore.open(url, "cli")
+        try:
+            return [r.env for r in await store.read_all() if r.env is not None]
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    events = read_data_dir(args.data_dir)
+    events = _events(args)
     with open(args.output, "w") as out:
         out.writelines(envelope.export_lines(events))
     print(f"exported {len(events)} events to {args.output}", file=sys.stderr)
@@ -278,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                           required=True)
     export = events.add_parser("export", help="write the log as one canonical JSON event per line")
     export.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    export.add_argument("--nats", metavar="URL", help="read the log from this running NATS instead of the data dir")
     export.add_argument("-o", "--output", type=Path, required=True)
     export.set_defaults(func=cmd_export)
     verify = events.add_parser("verify", help="check the hash chain of an exported log")
@@ -302,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="run analytics and the HTML discovery report")
     report.add_argument("--run", help="run id (default: the latest)")
     report.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    report.add_argument("--file", type=Path, help="read an exported log instead of the data dir")
+    source = report.add_mutually_exclusive_group()
+    source.add_argument("--file", type=Path, help="read an exported log instead of the data dir")
+    source.add_argument("--nats", metavar="URL", help="read the log from this running NATS instead of the data dir")
     report.add_argument("-o", "--output", type=Path, help="write OUTPUT/index.html, one self-contained page")
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=cmd_report)

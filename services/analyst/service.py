@@ -62,6 +62,7 @@ class AnalystService(EventService):
         return [lambda server: lineage_pb2_grpc.add_LineageServicer_to_server(servicer, server)]
 
     async def react(self) -> None:
+        metrics.record_discovery(self.projection)
         for arch in list(self.projection.archs.values()):
             if arch.status in {"judged", "discarded"}:
                 await self._analyze(arch)

@@ -22,6 +22,8 @@ from typing import Any
 
 import openai
 
+from services.runtime import metrics
+
 # Callers that do not say how long an answer may be get this limit: a rubric or a summary fits in
 # far fewer, and a small model that rambles (measured: a 0.5B rubric ran past 540 tokens at 4
 # tokens/s) must end in a clear `truncated` failure, not hold a server slot for minutes.
@@ -109,6 +111,7 @@ class LLMClient:
         content = (choice.message.content or "") if choice else ""
         raw = Exchange(prompt, content, {}, usage.prompt_tokens if usage else 0,
                        usage.completion_tokens if usage else 0, seconds)
+        metrics.observe_llm_exchange(self.model, raw)
         if choice is None:
             raise LLMError("the answer holds no choice", kind="malformed", exchange=raw)
         refusal = getattr(choice.message, "refusal", None)

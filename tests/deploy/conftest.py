@@ -21,9 +21,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "k8s" / "asi-arch"
-EVERYTHING_ON = Path(__file__).resolve().parent / "everything-on.yaml"
+VALUE_SETS = Path(__file__).resolve().parent
+EVERYTHING_ON = VALUE_SETS / "everything-on.yaml"
+GPU_CLUSTER = REPO / "deploy" / "k8s" / "values-gpu-cluster.yaml"  # the README's example
+EXTERNAL_SERVERS = VALUE_SETS / "external-servers.yaml"
 SERVICES = ("cognition", "researcher", "engineer", "judge", "analyst")
 RELEASE = "lab"
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 NAMESPACE = "asi"
 
 
@@ -68,11 +72,19 @@ class Rendered:
         assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
         return found[0]
 
-    def deployment(self, component: str) -> dict[str, Any]:
-        return self.get("Deployment", f"{RELEASE}-asi-arch-{component}")
+    def workload(self, component: str) -> dict[str, Any]:
+        """The component's Deployment, or its StatefulSet (engineers with a claim per replica)."""
+        name = f"{RELEASE}-asi-arch-{component}"
+        found = [o for o in self.objects if o["kind"] in WORKLOAD_KINDS and o["metadata"]["name"] == name]
+        assert len(found) == 1, f"expected one workload {name}, found {len(found)}"
+        return found[0]
+
+    def pods(self) -> list[dict[str, Any]]:
+        """Every object that makes pods: workloads and Jobs."""
+        return [o for o in self.objects if o["kind"] in (*WORKLOAD_KINDS, "Job")]
 
     def container(self, component: str) -> dict[str, Any]:
-        (container,) = self.deployment(component)["spec"]["template"]["spec"]["containers"]
+        (container,) = self.workload(component)["spec"]["template"]["spec"]["containers"]
         return container
 
     def env(self, component: str) -> dict[str, Any]:
@@ -81,6 +93,15 @@ class Rendered:
 
 
 Render = Callable[..., Rendered]
+
+
+def pod_volumes(maker: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """name -> volume of the pods an object makes; a StatefulSet's claim templates as
+    {"claimTemplate": spec}."""
+    volumes = {v["name"]: v for v in maker["spec"]["template"]["spec"].get("volumes", [])}
+    for template in maker["spec"].get("volumeClaimTemplates", []):
+        volumes[template["metadata"]["name"]] = {"claimTemplate": template["spec"]}
+    return volumes
 
 
 @pytest.fixture(scope="session")
@@ -120,6 +141,18 @@ def everything_render(render: Render) -> Rendered:
     return render(EVERYTHING_ON)
 
 
-@pytest.fixture(params=["default", "everything-on"], scope="session")
-def rendered(request: pytest.FixtureRequest, default_render: Rendered, everything_render: Rendered) -> Rendered:
-    return default_render if request.param == "default" else everything_render
+@pytest.fixture(scope="session")
+def gpu_cluster_render(render: Render) -> Rendered:
+    return render(GPU_CLUSTER)
+
+
+@pytest.fixture(scope="session")
+def external_render(render: Render) -> Rendered:
+    return render(EXTERNAL_SERVERS)
+
+
+@pytest.fixture(params=["default", "everything-on", "gpu-cluster", "external-servers"], scope="session")
+def rendered(request: pytest.FixtureRequest, default_render: Rendered, everything_render: Rendered,
+             gpu_cluster_render: Rendered, external_render: Rendered) -> Rendered:
+    return {"default": default_render, "everything-on": everything_render, "gpu-cluster": gpu_cluster_render,
+            "external-servers": external_render}[request.param]

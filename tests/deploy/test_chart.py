@@ -11,11 +11,22 @@ import pytest
 import yaml
 
 from services.cli import SERVICES as CLI_SERVICES
-from tests.deploy.conftest import CHART, EVERYTHING_ON, NAMESPACE, RELEASE, SERVICES, Render, Rendered
+from tests.deploy.conftest import (
+    CHART,
+    EVERYTHING_ON,
+    EXTERNAL_SERVERS,
+    GPU_CLUSTER,
+    NAMESPACE,
+    RELEASE,
+    SERVICES,
+    Render,
+    Rendered,
+)
 
 # Native gRPC probes need 1.27 (the chart's kubeVersion); the newest schema the package has.
 KUBERNETES_VERSIONS = ("1.27.0", kubernetes_validate.latest_version())
-CUSTOM_KINDS = {"ServiceMonitor"}  # CRDs: no bundled schema; test_monitoring checks them
+# CRDs: no bundled schema; test_monitoring and test_autoscaling check them
+CUSTOM_KINDS = {"ServiceMonitor", "ScaledObject"}
 
 
 def lint(helm: str, chart: Path, *values: Path) -> subprocess.CompletedProcess[str]:
@@ -44,7 +55,8 @@ def test_subcharts_are_the_official_ones_and_off_by_default():
     assert jetstream["fileStore"]["pvc"]["enabled"] is True
 
 
-@pytest.mark.parametrize("values", [(), (EVERYTHING_ON,)], ids=["default", "everything-on"])
+@pytest.mark.parametrize("values", [(), (EVERYTHING_ON,), (GPU_CLUSTER,), (EXTERNAL_SERVERS,)],
+                         ids=["default", "everything-on", "gpu-cluster", "external-servers"])
 def test_lint_strict_passes(helm: str, offline_chart: Path, values: tuple[Path, ...]):
     done = lint(helm, offline_chart, *values)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -72,7 +84,7 @@ def test_core_objects_validate_against_kubernetes_schemas(rendered: Rendered, ve
 
 def test_the_schema_check_rejects_a_misspelt_field(default_render: Rendered):
     """The validation above is strict: an unknown field in a container fails it."""
-    broken = copy.deepcopy(default_render.deployment("engineer"))
+    broken = copy.deepcopy(default_render.workload("engineer"))
     container = broken["spec"]["template"]["spec"]["containers"][0]
     container["readinesProbe"] = container.pop("readinessProbe")  # one "s" short
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -82,7 +94,7 @@ def test_the_schema_check_rejects_a_misspelt_field(default_render: Rendered):
 def test_everything_on_renders_the_optional_parts(everything_render: Rendered):
     kinds = {o["kind"] for o in everything_render.objects}
     assert "ServiceMonitor" in kinds
-    everything_render.deployment("llm")
+    everything_render.workload("llm")
     everything_render.get("Service", f"{RELEASE}-asi-arch-llm")
     claims = {o["metadata"]["name"] for o in everything_render.of_kind("PersistentVolumeClaim")}
     # analyst names an existing claim, so the chart creates none for it
@@ -96,7 +108,7 @@ def test_default_render_has_no_optional_parts(default_render: Rendered):
 
 
 def test_engineer_replicas_are_the_throughput_knob(default_render: Rendered, everything_render: Rendered):
-    assert everything_render.deployment("engineer")["spec"]["replicas"] == 4
+    assert "replicas" not in everything_render.workload("engineer")["spec"], "the autoscaler owns the count"
     engineer = everything_render.container("engineer")
     assert engineer["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert engineer["image"].endswith("-gpu"), "a GPU engineer runs the GPU image variant (Triton)"

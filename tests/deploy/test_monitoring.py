@@ -37,8 +37,17 @@ def dashboard(rendered: Rendered) -> tuple[dict, dict]:
     return config_map, json.loads(config_map["data"]["asi-arch.json"])
 
 
+def query_panels(board: dict) -> list[dict]:
+    """The panels that query (rows only group them)."""
+    return [p for p in board["panels"] if p["type"] != "row"]
+
+
+def expressions(board: dict) -> list[tuple[str, str]]:
+    return [(panel["title"], target["expr"]) for panel in query_panels(board) for target in panel["targets"]]
+
+
 def test_the_service_monitor_selects_every_service(everything_render: Rendered):
-    (monitor,) = everything_render.of_kind("ServiceMonitor")
+    monitor = everything_render.get("ServiceMonitor", f"{RELEASE}-asi-arch")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "prom-stack"
     selector = monitor["spec"]["selector"]["matchLabels"]
@@ -54,7 +63,7 @@ def test_the_service_monitor_selects_every_service(everything_render: Rendered):
 
 def test_the_release_label_is_configurable(render):
     custom = render(set_values=("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.release=monitoring"))
-    (monitor,) = custom.of_kind("ServiceMonitor")
+    monitor = custom.get("ServiceMonitor", f"{RELEASE}-asi-arch")
     assert monitor["metadata"]["labels"]["release"] == "monitoring"
 
 
@@ -69,7 +78,7 @@ def test_the_dashboard_queries_only_metrics_the_services_define(default_render: 
     defined = defined_metrics()
     _, board = dashboard(default_render)
     shown: set[str] = set()
-    for panel in board["panels"]:
+    for panel in query_panels(board):
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             used = queried_metrics(target["expr"], defined)
@@ -91,9 +100,52 @@ def test_the_dashboard_groups_by_the_labels_the_metrics_have(default_render: Ren
     _, board = dashboard(default_render)
     # labels every scraped series gets from the ServiceMonitor, plus the histogram's `le`
     target_labels = {"namespace", "pod", "instance", "job", "container", "endpoint", "le"}
-    for panel in board["panels"]:
+    for panel in query_panels(board):
         for target in panel["targets"]:
             for grouping in re.findall(r"\bby \(([^)]*)\)", target["expr"]):
                 for metric in queried_metrics(target["expr"], defined):
                     unknown = {g.strip() for g in grouping.split(",")} - labels.get(metric, set()) - target_labels
                     assert not unknown, f"{panel['title']}: {metric} has no label {unknown}"
+
+
+# What the issue asks the dashboard to show of discovery, as the metric that carries each.
+DISCOVERY_METRICS = {
+    "best fitness so far": "asi_best_fitness",
+    "SOTA count": "asi_sota_architectures",
+    "cumulative training seconds": "asi_compute_seconds",
+    "LLM prompt/completion tokens": "asi_llm_tokens_total",
+    "LLM request latency": "asi_llm_request_seconds",
+    "proposals by mind and origin": "asi_proposals",
+    "rejections by gate": "asi_rejections",
+}
+
+
+def test_every_discovery_metric_is_defined_and_on_a_panel_of_its_own(default_render: Rendered):
+    defined = defined_metrics()
+    _, board = dashboard(default_render)
+    for what, metric in DISCOVERY_METRICS.items():
+        assert metric in defined, f"{what}: {metric} is not defined in {METRICS_SOURCE.name}"
+        panels = [title for title, expr in expressions(board) if metric in queried_metrics(expr, defined)]
+        assert panels, f"{what}: no panel queries {metric}"
+
+
+def test_sota_is_plotted_against_compute(default_render: Rendered):
+    defined = defined_metrics()
+    _, board = dashboard(default_render)
+    (scaling,) = [p for p in query_panels(board) if p["type"] == "xychart"]
+    read = [queried_metrics(t["expr"], defined) for t in scaling["targets"]]
+    assert read == [{"asi_compute_seconds"}, {"asi_sota_architectures"}], "x: compute, y: SOTA"
+    (series,) = scaling["options"]["series"]
+    legends = {t["legendFormat"] for t in scaling["targets"]}
+    assert {series["x"]["matcher"]["options"], series["y"]["matcher"]["options"]} == legends
+
+
+def test_counters_are_read_through_rate_or_increase(default_render: Rendered):
+    """A process's counters restart at zero with it: a raw counter on a panel drops at every restart."""
+    defined = defined_metrics()
+    counting = {name for name, kind in defined.items() if kind in ("Counter", "Histogram")}
+    _, board = dashboard(default_render)
+    for title, expr in expressions(board):
+        outside = re.sub(r"\b(rate|increase)\([^()\[]*(\{[^}]*\})?\[[^\]]+\]\)", "", expr)
+        raw = queried_metrics(outside, defined) & counting
+        assert not raw, f"{title}: {raw} read without rate/increase in {expr}"

@@ -3,15 +3,9 @@ addresses; engineer pods, where candidate code runs, reach only NATS and DNS."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from tests.deploy.conftest import NAMESPACE, RELEASE, SERVICES, Rendered
-
-
-def pods(rendered: Rendered) -> list[tuple[str, dict[str, Any]]]:
-    return [(d["metadata"]["name"], d["spec"]["template"]) for d in rendered.of_kind("Deployment")]
+from tests.deploy.conftest import NAMESPACE, RELEASE, SERVICES, Rendered, pod_volumes
 
 
 def service_name(component: str) -> str:
@@ -19,18 +13,18 @@ def service_name(component: str) -> str:
 
 
 def test_every_service_has_a_deployment(rendered: Rendered):
-    names = {name for name, _ in pods(rendered)}
+    names = {o["metadata"]["name"] for o in rendered.pods()}
     assert {service_name(s) for s in SERVICES} <= names
 
 
 def test_every_pod_is_hardened(rendered: Rendered):
-    for name, pod in pods(rendered):
-        spec = pod["spec"]
+    for maker in rendered.pods():
+        name, spec = maker["metadata"]["name"], maker["spec"]["template"]["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         assert spec["securityContext"]["runAsUser"] != 0, name
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
         assert spec["automountServiceAccountToken"] is False, name
-        volumes = {v["name"]: v for v in spec["volumes"]}
+        volumes = pod_volumes(maker)
         for container in spec["containers"]:
             context = container["securityContext"]
             assert context["readOnlyRootFilesystem"] is True, name
@@ -46,28 +40,35 @@ def test_every_pod_is_hardened(rendered: Rendered):
 def test_the_data_dir_is_a_writable_volume(rendered: Rendered):
     for component in SERVICES:
         container = rendered.container(component)
-        pod = rendered.deployment(component)["spec"]["template"]["spec"]
-        volumes = {v["name"]: v for v in pod["volumes"]}
+        volumes = pod_volumes(rendered.workload(component))
         data_dir = rendered.env(component)["ASI_DATA_DIR"]
         (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == data_dir]
         volume = volumes[mount["name"]]
         persistence = rendered.values[component]["persistence"]
-        if persistence["enabled"]:
+        if "claimTemplate" in volume:  # engineers, each with a claim of its own
+            assert component == "engineer" and persistence["enabled"]
+            assert "ReadWriteMany" not in volume["claimTemplate"]["accessModes"]
+        elif persistence["enabled"]:
             claim = persistence["existingClaim"] or service_name(component)
             assert volume["persistentVolumeClaim"]["claimName"] == claim
         else:
             assert "emptyDir" in volume
 
 
-def test_service_containers_probe_grpc_health_on_the_grpc_port(rendered: Rendered):
+def test_readiness_is_grpc_health_and_liveness_is_the_port_answering(rendered: Rendered):
     for component in SERVICES:
         container = rendered.container(component)
         grpc_port = int(rendered.env(component)["ASI_GRPC_PORT"])
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports["grpc"] == grpc_port
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        for probe in ("startupProbe", "readinessProbe"):
             # the empty service name: the server's overall health, NOT_SERVING until caught up
             assert container[probe]["grpc"] == {"port": grpc_port}, f"{component} {probe}"
+        # liveness asks only that the process answers: a service behind the log turns unready,
+        # it is not restarted (which would only start its catch-up again)
+        liveness = container["livenessProbe"]
+        assert liveness["tcpSocket"] == {"port": "grpc"} and "grpc" not in liveness, component
+        assert liveness != container["readinessProbe"]
 
 
 def test_every_pod_serves_metrics(rendered: Rendered):
@@ -78,7 +79,7 @@ def test_every_pod_serves_metrics(rendered: Rendered):
         (metrics,) = [p for p in service["spec"]["ports"] if p["name"] == "metrics"]
         assert metrics["targetPort"] == "metrics"
         assert service["spec"]["selector"].items() <= \
-            rendered.deployment(component)["spec"]["template"]["metadata"]["labels"].items()
+            rendered.workload(component)["spec"]["template"]["metadata"]["labels"].items()
 
 
 @pytest.mark.parametrize("component", ["cognition", "analyst"])
@@ -123,14 +124,15 @@ def test_the_llm_url_points_at_the_vllm_service_when_enabled(default_render: Ren
     vllm = everything_render.container("llm")
     assert vllm["image"].startswith("vllm/vllm-openai:")
     assert "--served-model-name=qwen3-8b" in vllm["args"]
-    assert vllm["resources"]["limits"]["nvidia.com/gpu"] == 1
+    gpus = everything_render.values["llm"]["gpu"]["count"]
+    assert gpus == 2 and vllm["resources"]["limits"]["nvidia.com/gpu"] == gpus
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert vllm[probe]["httpGet"] == {"path": "/health", "port": "http"}
 
 
 def test_engineer_egress_is_nats_and_dns_only(rendered: Rendered):
     policy = rendered.get("NetworkPolicy", f"{service_name('engineer')}-egress")
-    engineer_labels = rendered.deployment("engineer")["spec"]["template"]["metadata"]["labels"]
+    engineer_labels = rendered.workload("engineer")["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= engineer_labels.items()
     assert policy["spec"]["policyTypes"] == ["Egress"]
     rules = policy["spec"]["egress"]

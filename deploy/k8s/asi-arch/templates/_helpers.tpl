@@ -52,12 +52,20 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The service image. Input: dict "root" $ "gpu" BOOL. */}}
+{{/*
+The service image. Input: dict "root" $ "gpu" BOOL. By digest (repository@sha256:...) when
+image.digest (image.gpuDigest for the GPU variant) is set, else by tag.
+*/}}
 {{- define "asi-arch.image" -}}
 {{- $image := .root.Values.image }}
+{{- $digest := ternary $image.gpuDigest $image.digest (not (empty .gpu)) }}
+{{- if $digest }}
+{{- printf "%s@%s" $image.repository $digest }}
+{{- else }}
 {{- $tag := default .root.Chart.AppVersion $image.tag }}
 {{- if .gpu }}{{ $tag = printf "%s%s" $tag $image.gpuSuffix }}{{ end }}
 {{- printf "%s:%s" $image.repository $tag }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -168,28 +176,57 @@ settings, and no other address, since its pods may reach only NATS.
 {{- define "asi-arch.grpcProbe" -}}
 grpc:
   port: {{ .root.Values.ports.grpc }}
-periodSeconds: {{ .probe.periodSeconds }}
-failureThreshold: {{ .probe.failureThreshold }}
-timeoutSeconds: {{ .probe.timeoutSeconds }}
+{{ include "asi-arch.probeTiming" .probe }}
 {{- end }}
 
 {{/*
-The Deployment of one service. Input: dict "root" $ "component" NAME, and optionally
-"gpu" BOOL, "tmpSizeLimit", "shmSizeLimit", "strategy" (a Deployment strategy type).
+Liveness: the process answers on its gRPC port. Not gRPC health, which is NOT_SERVING while a
+service catches up with the log: a service that falls behind turns unready, it is not killed.
+*/}}
+{{- define "asi-arch.livenessProbe" -}}
+tcpSocket:
+  port: grpc
+{{ include "asi-arch.probeTiming" .probe }}
+{{- end }}
+
+{{- define "asi-arch.probeTiming" -}}
+periodSeconds: {{ .periodSeconds }}
+failureThreshold: {{ .failureThreshold }}
+timeoutSeconds: {{ .timeoutSeconds }}
+{{- end }}
+
+{{/*
+The workload of one service. Input: dict "root" $ "component" NAME, and optionally
+"gpu" BOOL, "tmpSizeLimit", "shmSizeLimit", "strategy" (a Deployment strategy type),
+"claimPerReplica" BOOL (a StatefulSet whose claim template gives each replica its own data
+volume, instead of a Deployment), "topologySpread" MAP (spread replicas over topologyKey),
+"autoscaled" BOOL (no replica count: an autoscaler owns it), "mostReplicas" (the most
+replicas an autoscaler may run, instead of <component>.replicas).
 */}}
 {{- define "asi-arch.deployment" -}}
 {{- $root := .root }}
 {{- $values := index $root.Values .component }}
 {{- $name := include "asi-arch.componentName" . }}
+{{- $persistence := $values.persistence }}
+{{- if and $persistence.enabled (empty .claimPerReplica) (not (has "ReadWriteMany" $persistence.accessModes)) (gt (int (default $values.replicas .mostReplicas)) 1) }}
+{{- fail (printf "%s.persistence: one claim that is not ReadWriteMany cannot serve several replicas (on different nodes they never all attach it): list ReadWriteMany in %s.persistence.accessModes, or run one replica" .component .component) }}
+{{- end }}
 {{- $gpu := and .gpu $values.gpu.enabled }}
 apiVersion: apps/v1
-kind: Deployment
+kind: {{ ternary "StatefulSet" "Deployment" (not (empty .claimPerReplica)) }}
 metadata:
   name: {{ $name }}
   labels:
     {{- include "asi-arch.labels" . | nindent 4 }}
 spec:
+  {{- if empty .autoscaled }}
   replicas: {{ $values.replicas }}
+  {{- end }}
+  {{- if .claimPerReplica }}
+  serviceName: {{ $name }}
+  # Workers share nothing but the queue: start and stop them all at once.
+  podManagementPolicy: Parallel
+  {{- end }}
   {{- with .strategy }}
   strategy:
     type: {{ . }}
@@ -217,6 +254,18 @@ spec:
       {{- end }}
       securityContext:
         {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
+      {{- with $values.runtimeClassName }}
+      runtimeClassName: {{ . }}
+      {{- end }}
+      {{- with .topologySpread }}
+      topologySpreadConstraints:
+        - maxSkew: {{ .maxSkew }}
+          topologyKey: {{ .topologyKey }}
+          whenUnsatisfiable: {{ .whenUnsatisfiable }}
+          labelSelector:
+            matchLabels:
+              {{- include "asi-arch.selectorLabels" $ | nindent 14 }}
+      {{- end }}
       terminationGracePeriodSeconds: 30
       containers:
         - name: {{ .component }}
@@ -237,7 +286,7 @@ spec:
           readinessProbe:
             {{- include "asi-arch.grpcProbe" (dict "root" $root "probe" $root.Values.probes.readiness) | nindent 12 }}
           livenessProbe:
-            {{- include "asi-arch.grpcProbe" (dict "root" $root "probe" $root.Values.probes.liveness) | nindent 12 }}
+            {{- include "asi-arch.livenessProbe" (dict "probe" $root.Values.probes.liveness) | nindent 12 }}
           securityContext:
             {{- toYaml $root.Values.containerSecurityContext | nindent 12 }}
           resources:
@@ -257,6 +306,7 @@ spec:
               mountPath: /dev/shm
             {{- end }}
       volumes:
+        {{- if empty .claimPerReplica }}
         - name: data
           {{- if $values.persistence.enabled }}
           persistentVolumeClaim:
@@ -265,6 +315,7 @@ spec:
           emptyDir:
             sizeLimit: {{ $root.Values.dataDir.sizeLimit }}
           {{- end }}
+        {{- end }}
         - name: tmp
           emptyDir:
             sizeLimit: {{ default $root.Values.tmp.sizeLimit .tmpSizeLimit }}
@@ -286,6 +337,52 @@ spec:
       affinity:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+  {{- if .claimPerReplica }}
+  volumeClaimTemplates:
+    - metadata:
+        name: data
+        labels:
+          {{- include "asi-arch.selectorLabels" . | nindent 10 }}
+      spec:
+        accessModes:
+          {{- toYaml $values.persistence.accessModes | nindent 10 }}
+        {{- with $values.persistence.storageClass }}
+        storageClassName: {{ . | quote }}
+        {{- end }}
+        resources:
+          requests:
+            storage: {{ $values.persistence.size }}
+  {{- end }}
+{{- end }}
+
+{{/*
+"true" when engineers get a claim each (a StatefulSet's claim template): persistence on, not
+ReadWriteMany, no existing claim. A shared ReadWriteMany claim serves them all otherwise.
+*/}}
+{{- define "asi-arch.engineerClaimPerReplica" -}}
+{{- $persistence := .Values.engineer.persistence }}
+{{- if and $persistence.enabled (not (has "ReadWriteMany" $persistence.accessModes)) (not $persistence.existingClaim) }}true{{ end }}
+{{- end }}
+
+{{/*
+A PodDisruptionBudget for a component with more than one replica: a drain takes at most
+maxUnavailable of them at a time. Input: dict "root" $ "component" NAME "replicas" N.
+*/}}
+{{- define "asi-arch.pdb" -}}
+{{- if and .root.Values.podDisruptionBudget.enabled (gt (int .replicas) 1) }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "asi-arch.componentName" . }}
+  labels:
+    {{- include "asi-arch.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: {{ .root.Values.podDisruptionBudget.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "asi-arch.selectorLabels" . | nindent 6 }}
+{{- end }}
 {{- end }}
 
 {{/*
