@@ -65,12 +65,14 @@ class RecordedAnswerServer:
     def __init__(self, answers: dict[str, dict[str, Any] | list[dict[str, Any]]]) -> None:
         self.scripts = {name: list(a) if isinstance(a, list) else [a] for name, a in answers.items()}
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str] = []  # each request's Authorization header
         self.lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.authorizations.append(self.headers.get("Authorization", ""))
                 name = body.get("response_format", {}).get("json_schema", {}).get("name", "")
                 entry = outer._next(name, body) if self.path == "/v1/chat/completions" else None
                 while entry is not None and "delay_s" in entry:

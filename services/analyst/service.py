@@ -52,7 +52,7 @@ class AnalystService(EventService):
 
     async def start(self) -> None:
         self.cognition = CognitionClient(self.settings.cognition_addr)
-        self.llm = from_settings(self.settings.llm_url, self.settings.llm_model)
+        self.llm = from_settings(self.settings)
 
     async def close(self) -> None:
         await self.cognition.close()

@@ -97,7 +97,8 @@ def search_command(args: argparse.Namespace) -> int:
 
 def ingest_command(args: argparse.Namespace, on_ingested: IngestListener | None = None) -> int:
     url = args.llm_url or os.environ.get("ASI_LLM_URL", "")
-    llm = LLMClient(url, args.llm_model or os.environ.get("ASI_LLM_MODEL", "default")) if url else None
+    llm = LLMClient(url, args.llm_model or os.environ.get("ASI_LLM_MODEL", "default"),
+                    api_key=os.environ.get("ASI_LLM_API_KEY") or "unused") if url else None
     kb = _open(args)
     try:
         report = ingest_path(kb, args.path, llm)

@@ -39,7 +39,7 @@ class JudgeService(EventService):
     name = "judge"
 
     async def start(self) -> None:
-        self.llm = from_settings(self.settings.llm_url, self.settings.llm_model)
+        self.llm = from_settings(self.settings)
         self.promotion = promotion.PromotionConfig(top_k=self.settings.promote_top_k,
                                                    seeds=self.settings.promote_seeds,
                                                    above_baselines=self.settings.promote_above_baselines)

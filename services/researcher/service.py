@@ -65,9 +65,9 @@ class ResearcherService(EventService):
         self.resubmitted: set[str] = set()
         self.exhausted: set[str] = set()  # runs whose every parent has run out of untried changes
         self.embeddings = gates.Embeddings()
-        client = llm.from_settings(self.settings.llm_url, self.settings.llm_model)
+        client = llm.from_settings(self.settings)
         if client is not None:
-            client = llm.LLMClient(client.base_url, client.model,
+            client = llm.LLMClient(client.base_url, client.model, api_key=client.api_key,
                                    timeout_s=float(os.environ.get("ASI_LLM_TIMEOUT_S", LLM_TIMEOUT_S)))
         self.llm_mind = LLMMind(client) if client is not None else None
         # Spent in the current reaction, which the fold has not read back yet (reset at each reaction:

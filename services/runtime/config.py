@@ -44,6 +44,7 @@ class Settings:
     promote_top_k: int = 3  # the judge's promotions per run (plus any candidate that beats the best so far)
     promote_seeds: int = 3  # seeds of a promotion's re-runs, the candidate's own seed included
     promote_above_baselines: bool = True  # only candidates whose fitness beats every baseline's are re-run
+    llm_api_key: str = ""  # the OpenAI-compatible server's key (vLLM --api-key); empty: none needed
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -59,6 +60,7 @@ class Settings:
             qdrant_url=os.environ.get("ASI_QDRANT_URL", ""),
             llm_url=os.environ.get("ASI_LLM_URL", ""),
             llm_model=os.environ.get("ASI_LLM_MODEL", "default"),
+            llm_api_key=os.environ.get("ASI_LLM_API_KEY", ""),
             grpc_port=_port("ASI_GRPC_PORT", 0),
             metrics_port=_port("ASI_METRICS_PORT", 0),
             worker_id=os.environ.get("ASI_WORKER_ID", f"{os.uname().nodename}-{os.getpid()}"),

@@ -23,6 +23,7 @@ from typing import Any
 import openai
 
 from services.runtime import metrics
+from services.runtime.config import Settings
 
 # Callers that do not say how long an answer may be get this limit: a rubric or a summary fits in
 # far fewer, and a small model that rambles (measured: a 0.5B rubric ran past 540 tokens at 4
@@ -150,5 +151,8 @@ def parse_answer(content: str, schema: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def from_settings(url: str, model: str) -> LLMClient | None:
-    return LLMClient(url, model) if url else None
+def from_settings(settings: Settings) -> LLMClient | None:
+    """The client a service's settings name, or None when no LLM is configured."""
+    if not settings.llm_url:
+        return None
+    return LLMClient(settings.llm_url, settings.llm_model, api_key=settings.llm_api_key or "unused")

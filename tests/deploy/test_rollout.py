@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import RELEASE, SERVICES, Render, Rendered, pod_volumes
+from tests.deploy.conftest import EVERYTHING_ON, RELEASE, SERVICES, Render, Rendered, pod_volumes
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -149,3 +149,14 @@ def test_vllm_metrics_are_scraped(everything_render: Rendered):
     assert endpoint["path"] == "/metrics"
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert monitor["metadata"]["labels"]["release"] == everything_render.values["metrics"]["serviceMonitor"]["release"]
+
+
+def test_the_llm_api_key_comes_from_a_secret_to_vllm_and_to_every_service_that_asks(render: Render):
+    keyed = render(EVERYTHING_ON, set_values=("llm.apiKeySecret.name=vllm-api-key",))
+    reference = {"secretKeyRef": {"name": "vllm-api-key", "key": "api-key"}}
+    assert keyed.env("llm")["VLLM_API_KEY"] == reference
+    for component in ("researcher", "judge", "analyst"):
+        assert keyed.env(component)["ASI_LLM_API_KEY"] == reference, component
+    assert "ASI_LLM_API_KEY" not in keyed.env("engineer")  # candidate code's pods never hold it
+    plain = render(EVERYTHING_ON)
+    assert "VLLM_API_KEY" not in plain.env("llm") and "ASI_LLM_API_KEY" not in plain.env("judge")

@@ -152,6 +152,15 @@ settings, and no other address, since its pods may reach only NATS.
   value: {{ . | quote }}
 - name: ASI_LLM_MODEL
   value: {{ default $root.Values.llm.model $root.Values.llm.servedModelName | quote }}
+{{- with $root.Values.llm.apiKeySecret }}
+{{- if .name }}
+- name: ASI_LLM_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if eq .component "engineer" }}
