@@ -92,6 +92,10 @@ inspired it, "experience" if a cited experience entry did, else "original"), cit
 the entries you used, may be empty), and edits: a list of {{"search": ..., "replace": ...}}
 where each search is an exact, unique excerpt of the PARENT code (a few whole lines) and
 replace is its new text. Keep the class name Mixer. Add any import your new code needs.
+Every name your code uses must exist in the PARENT or be defined by your edits: a new variable
+in forward needs its own line that computes it, a new self.<layer> needs its line in __init__.
+If you borrow from a reference, borrow every line the borrowed code needs. A few small,
+self-contained edits work best. The kernel functions take only the arguments listed below.
 No Markdown fences.
 
 {CONTRACT}"""
@@ -100,7 +104,9 @@ REPAIR_SYSTEM = f"""You fix PyTorch token-mixer files that failed a check.
 Answer with JSON only: cause (one sentence: what in the code causes the error) and edits: a
 list of {{"search": ..., "replace": ...}} where each search is an exact, unique excerpt of the
 CURRENT code (a few whole lines) and replace is its corrected text. Fix the cause shown at the
-marked line; keep the design idea; keep the class name Mixer. No Markdown fences.
+marked line; keep the design idea; keep the class name Mixer. A name that is not defined needs a
+line that defines it (copy it from the reference when the reference has it), placed before its
+first use; search for that place by a whole line of the CURRENT code. No Markdown fences.
 
 {CONTRACT}"""
 
