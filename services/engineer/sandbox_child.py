@@ -248,7 +248,9 @@ def main() -> None:
 
     isolation = enter_jail(scratch, channel, request["mount_namespace"])
     isolation["network_isolated"] = request["network_isolated"]
-    isolation["pid"] = os.getpid()
+    isolation["pid_namespace"] = request["pid_namespace"]
+    # The host's pid (the caller's /proc names it so), not the namespace's 1.
+    isolation["pid"] = int(os.readlink("/proc/self"))
     channel.emit({"event": "isolation", **isolation})
     for name, seconds in early_phases.items():
         channel.emit({"event": "phase", "name": name, "seconds": seconds})
