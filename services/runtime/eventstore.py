@@ -262,14 +262,21 @@ class EventStore:
         attempt = 0
         while True:
             attempt += 1
+            # The first attempt trusts the chain as this store last saw it: if others wrote since,
+            # the stream's expected-sequence guard refuses the publish and the next attempt reads
+            # what they wrote. So the usual append costs one round trip.
+            fresh = attempt > 1 or self.chain.verified_seq == 0
             try:
-                stream_seq = await self.last_seq()
+                last = await self.last_seq() if fresh else 0
                 async with self._chain_lock:
-                    await self._verify_through(stream_seq)
+                    await self._verify_through(last)
+                    stream_seq = self.chain.verified_seq
                     head_sequence, head_hash = self.chain.head_sequence, self.chain.head_hash
                     version = self.chain.versions.get(aggregate_id, 0)
                     subject_seq = self.chain.subject_seqs.get(subject, 0)
                 if expected_version is not None and version != expected_version:
+                    if not fresh:
+                        continue  # the caller may know a later version than this store has seen
                     raise ConcurrencyError(aggregate_id, expected_version, version)
                 envelope.seal(env, sequence=head_sequence + 1, prev_hash=head_hash, aggregate_version=version + 1)
                 data = env.SerializeToString(deterministic=True)
@@ -286,7 +293,8 @@ class EventStore:
                     raise
                 if time.monotonic() > give_up:
                     raise
-                await asyncio.sleep(random.uniform(0, 0.01 * min(attempt, 20)))
+                if fresh:  # lost to another writer even on a fresh view: back off a little
+                    await asyncio.sleep(random.uniform(0, 0.01 * min(attempt, 20)))
                 continue
             except _TRANSIENT as exc:
                 if time.monotonic() > give_up:
@@ -298,6 +306,9 @@ class EventStore:
             if ack.duplicate:
                 stored = await self.read(ack.seq)
                 return stored.env if stored and stored.env else env
+            async with self._chain_lock:
+                if ack.seq == self.chain.verified_seq + 1:  # our own event is the next one: no need to read it
+                    self.chain.admit(Record(ack.seq, subject, env, payload, raw=data[:200]))
             return env
 
     async def reject(self, record: Record, consumer: str) -> None:
