@@ -21,7 +21,7 @@ from nats.js.errors import NotFoundError
 from services.pb import events_pb2, jobs_pb2
 from services.researcher.mind import EvolveMind
 from services.runtime import envelope, jobs
-from services.runtime.eventstore import JOBS_STREAM, EventStore
+from services.runtime.eventstore import JOBS_STREAM, EventStore, Record
 from services.runtime.natsserver import EmbeddedNats
 from tests.engineer import mixers
 from tests.loop.conftest import Services, of_type, wait_for
@@ -92,7 +92,7 @@ async def worker_waiting(store: EventStore, timeout_s: float = 60) -> None:
 
 async def outcome_of(store: EventStore, job_id: str) -> tuple[str, events_pb2.TrainingFailed | None]:
     """The type of the job's terminal event, and the TrainingFailed itself if it failed."""
-    def ended(records: list) -> bool:  # type: ignore[type-arg]
+    def ended(records: list[Record]) -> bool:
         return any(envelope.unpack(r.env).job_id == job_id
                    for r in of_type(records, "TrainingFinished") + of_type(records, "TrainingFailed"))
 
