@@ -193,6 +193,8 @@ class EventStore:
         in the chain (malformed, replayed, forged) comes back with `env` None and the reason."""
         async with self._chain_lock:
             await self._verify_through(stream_seq - 1)
+            if self.chain.verified_seq < stream_seq - 1:
+                return None  # the log ends before it
             try:
                 raw = await self.js.get_msg(EVENTS_STREAM, seq=stream_seq)
             except NotFoundError:
@@ -218,6 +220,8 @@ class EventStore:
             try:
                 raw = await self.js.get_msg(EVENTS_STREAM, seq=self.chain.verified_seq + 1)
             except NotFoundError:
+                if self.chain.verified_seq + 1 > await self.last_seq():
+                    return  # the end of the log: what comes later is classified when it is read
                 self.chain.verified_seq += 1  # a gap: nothing there to classify
                 continue
             self.chain.admit(self._record(raw))

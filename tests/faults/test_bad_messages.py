@@ -203,3 +203,14 @@ async def test_an_append_over_the_size_limit_is_refused_before_it_is_sent(store:
     with pytest.raises(EventTooLarge, match=f"over the limit of {envelope.MAX_EVENT_BYTES}"):
         await store.append(proposed("big", code="#" * OVERSIZED_BYTES), run_id="r", aggregate_id="arch-big")
     assert await store.last_seq() == 0
+
+
+async def test_a_read_past_the_end_of_the_log_leaves_later_events_to_be_checked(store: EventStore) -> None:
+    await store.append(proposed("a1"), run_id="r", aggregate_id="arch-a1")
+    assert await store.read(5) is None
+    # Messages 2 to 4 are not taken for gaps: they are checked when they arrive.
+    await store.js.publish("asi.events.arch-a1", await replayed(store))
+    second = await store.append(proposed("a2"), run_id="r", aggregate_id="arch-a2")
+    assert second.sequence == 2
+    records = await store.read_all()
+    assert [r.env is None for r in records] == [False, True, False]
