@@ -1,6 +1,7 @@
 """Run candidate code in a separate, confined process and turn whatever happens into events.
 
-Layers, outermost first: a wall-clock deadline that kills the whole process group; a fresh
+Layers, outermost first: a wall-clock deadline that kills the whole process group; a PID
+namespace whose processes all die with the child (``unshare -p -f``); a fresh
 network namespace (``unshare -n``) and a mount namespace whose world-writable folders (/tmp,
 /var/tmp, /dev/shm, /run/lock) are private, empty tmpfs, where the OS allows; an environment built from
 nothing (no inherited variables, hence no credentials); kernel resource limits (address
@@ -53,17 +54,25 @@ class Limits:
     processes: int = 4096  # per-user count, shared by every sandbox running as nobody; stops fork bombs
 
 
+# A PID namespace's first process is its init: when it ends, the kernel kills every process in
+# the namespace, so nothing the candidate forks (a fork bomb, a child that calls setsid to leave
+# the process group) outlives the sandbox or keeps its pipe open. `--kill-child` ends that init
+# with unshare itself, from its first instruction.
+PID_NAMESPACE = ("-p", "-f", "--kill-child")
+
+
 @functools.cache
 def namespaces_available() -> tuple[str, ...]:
-    """Which of ``unshare``'s namespaces work here: ``-n`` (network) and ``-m`` (mounts, for a private /tmp).
+    """Which of ``unshare``'s namespaces work here: ``-n`` (network), ``-m`` (mounts, for a private
+    /tmp) and ``-p`` (processes, so that none outlives the sandbox).
 
-    Both need root (or unprivileged user namespaces); where they fail the sandbox runs without
+    They need root (or unprivileged user namespaces); where they fail the sandbox runs without
     them and says so in its isolation report.
     """
     working = []
-    for flag in ("-n", "-m"):
+    for flag, command in (("-n", ["-n"]), ("-m", ["-m"]), ("-p", list(PID_NAMESPACE))):
         try:
-            if subprocess.run(["unshare", flag, "true"], capture_output=True, timeout=10).returncode == 0:
+            if subprocess.run(["unshare", *command, "true"], capture_output=True, timeout=10).returncode == 0:
                 working.append(flag)
         except (OSError, subprocess.TimeoutExpired):
             pass
@@ -71,9 +80,10 @@ def namespaces_available() -> tuple[str, ...]:
 
 
 def jail_prefix() -> list[str]:
-    """The command prefix that gives the child fresh network and mount namespaces, where possible."""
+    """The command prefix that gives the child fresh network, mount and PID namespaces, where possible."""
     namespaces = namespaces_available()
-    return ["unshare", *namespaces] if namespaces else []
+    flags = [flag for flag in namespaces if flag != "-p"] + (list(PID_NAMESPACE) if "-p" in namespaces else [])
+    return ["unshare", *flags] if flags else []
 
 
 def _environment(scratch: Path, threads: int) -> dict[str, str]:
@@ -120,6 +130,7 @@ def run_sandboxed(
         "threads": limits.threads,
         "network_isolated": "-n" in namespaces,
         "mount_namespace": "-m" in namespaces,
+        "pid_namespace": "-p" in namespaces,
         "limits": {
             "memory_bytes": limits.memory_mb * 2**20 if limits.memory_mb else None,
             "cpu_seconds": int(limits.timeout_s * max(1, limits.threads)) + 30,
@@ -216,6 +227,27 @@ def _pump(process: subprocess.Popen, fd: int, deadline: float, events: list[dict
 
 
 def _kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the sandbox and everything it started.
+
+    In a PID namespace the namespace's init (unshare's one child) is killed first and unshare,
+    still alive, reaps it and exits: killing unshare first would leave that init a zombie of
+    whichever process adopts it. Its death takes every other process of the namespace with it.
+    """
+    if process.args[:1] == ["unshare"] and PID_NAMESPACE[0] in process.args:
+        try:
+            init = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        except OSError:  # unshare is gone already
+            init = []
+        for pid in init:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if init:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass  # the group kill below ends unshare too
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

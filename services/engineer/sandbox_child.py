@@ -54,6 +54,7 @@ PATH_EVENTS = ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os
 WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8  # from <sys/mount.h>
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # the file system (or the user's quota) is full
 
 
 class Channel:
@@ -78,10 +79,28 @@ def excerpt(exc: BaseException) -> str:
     return text if len(text) <= TRACEBACK_CHARS else "...\n" + text[-TRACEBACK_CHARS:]
 
 
-def classify(exc: BaseException, default: str) -> str:
+def os_error_behind(exc: BaseException) -> OSError | None:
+    """The OSError that `exc` is or was raised while handling: torch's writer reports a full disk
+    as a RuntimeError ("unexpected pos") whose context is the OSError of the failed write."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def classify(exc: BaseException, default: str, stage: str = "") -> str:
     if isinstance(exc, MemoryError) or any(m in str(exc).lower() for m in MEMORY_MESSAGES):
         return "memory"
-    if isinstance(exc, PermissionError) or isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+    os_error = os_error_behind(exc)
+    code = os_error.errno if os_error is not None else None
+    # The harness's own checkpoint past the file-size limit is storage that ran out, not a violation.
+    if code in DISK_FULL_ERRNOS or (stage == "checkpoint" and code == errno.EFBIG):
+        return "disk_full"
+    if isinstance(os_error, PermissionError) or code == errno.EFBIG:
         return "sandbox_violation"  # denied by the OS, or a file past the size limit
     if isinstance(exc, FloatingPointError):
         return "non_finite"
@@ -229,7 +248,9 @@ def main() -> None:
 
     isolation = enter_jail(scratch, channel, request["mount_namespace"])
     isolation["network_isolated"] = request["network_isolated"]
-    isolation["pid"] = os.getpid()
+    isolation["pid_namespace"] = request["pid_namespace"]
+    # The host's pid (the caller's /proc names it so), not the namespace's 1.
+    isolation["pid"] = int(os.readlink("/proc/self"))
     channel.emit({"event": "isolation", **isolation})
     for name, seconds in early_phases.items():
         channel.emit({"event": "phase", "name": name, "seconds": seconds})
@@ -273,7 +294,9 @@ def main() -> None:
             channel.emit({"event": "phase", "name": name, "seconds": spent})
         if not math.isfinite(evaluation["val_loss"]):
             raise FloatingPointError(f"validation loss is {evaluation['val_loss']}")
-        with channel.phase("checkpoint"):
+        stage = "checkpoint"
+        # Written through a file object of ours, so a full disk surfaces as the OSError behind torch's error.
+        with channel.phase("checkpoint"), open("checkpoint.pt", "wb") as checkpoint:
             torch.save({
                 "code": code,
                 "profile": profile.name,
@@ -283,7 +306,7 @@ def main() -> None:
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "val_loss": evaluation["val_loss"],
-            }, "checkpoint.pt")
+            }, checkpoint)
         channel.emit({"event": "result", "params": model.count_parameters(), **stats, **evaluation})
     except probes.ProbeFailure as failure:
         result = {**failure.result, "ok": False, "error": str(failure)}
@@ -293,9 +316,11 @@ def main() -> None:
         channel.emit({"event": "failure", "kind": "syntax_error", "message": f"{exc.msg} (line {exc.lineno})",
                       "traceback": excerpt(exc)})
     except BaseException as exc:  # noqa: BLE001 - every candidate fault becomes a structured failure
-        kind = classify(exc, default_kind)
+        kind = classify(exc, default_kind, stage)
         if stage in ("build", "forward_backward", "finite", "causal", "complexity", "params"):
             error = f"{type(exc).__name__}: {exc}"[:500]
             channel.emit({"event": "check", "name": stage, "result": {"ok": False, "error": error}})
-        channel.emit({"event": "failure", "kind": kind, "message": f"{stage}: {type(exc).__name__}: {exc}"[:2000],
+        # A full disk is named by its OSError: torch's own message for it says nothing of space.
+        cause = os_error_behind(exc) if kind == "disk_full" else exc
+        channel.emit({"event": "failure", "kind": kind, "message": f"{stage}: {type(cause).__name__}: {cause}"[:2000],
                       "traceback": excerpt(exc)})

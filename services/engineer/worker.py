@@ -14,12 +14,14 @@ import asyncio
 import json
 import os
 import time
+import traceback
 from typing import Any
 
 import nats.errors
 from nats.aio.msg import Msg
 
 from services.engineer.harness import run_experiment
+from services.engineer.sandbox_child import DISK_FULL_ERRNOS
 from services.pb import events_pb2, jobs_pb2
 from services.runtime import jobs, metrics
 from services.runtime.app import EventService, main
@@ -27,6 +29,19 @@ from services.runtime.envelope import event_id_for
 from services.runtime.eventstore import REJECTIONS_AGGREGATE
 
 PROGRESS_EVERY_S = 2.0  # at most one TrainingProgress event per job this often
+
+
+def exhaustion_failure(exc: OSError | MemoryError) -> dict[str, Any]:
+    """The result of an experiment whose engineer ran out of disk or memory; re-raises anything else."""
+    if isinstance(exc, MemoryError):
+        kind = "memory"
+    elif exc.errno in DISK_FULL_ERRNOS:
+        kind = "disk_full"
+    else:
+        raise exc
+    return {"ok": False, "checks": {}, "failure": {
+        "kind": kind, "message": f"the engineer, outside the sandbox: {type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(exc))}}
 
 
 class EngineerWorker(EventService):
@@ -115,6 +130,11 @@ class EngineerWorker(EventService):
         try:
             result = await asyncio.to_thread(run_experiment, job.code, job.profile, job.seed,
                                              corpus=job.corpus or None, on_progress=on_progress)
+        except (OSError, MemoryError) as exc:
+            # The engineer's own side ran out (the data dir's disk while storing the corpus or the
+            # checkpoint, or this process's memory): the experiment fails with that kind and the
+            # worker lives on. Any other error is a bug: it ends the worker, and the job is redelivered.
+            result = exhaustion_failure(exc)
         finally:
             beating.cancel()
         metrics.TRAINING_SECONDS.observe(time.monotonic() - began)

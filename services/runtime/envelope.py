@@ -25,6 +25,10 @@ from services.pb import events_pb2
 GENESIS = "0" * 64
 TRAILER_KEY = "asi_arch_export"  # the last line of an export: {"asi_arch_export": {"events": N, "head": H}}
 TYPE_URL_PREFIX = "asi-arch/"
+# NATS's default max_payload (the embedded server's and the chart's). Readers refuse larger
+# messages, which only a server configured for more would carry, before parsing them; it is one
+# constant, not a setting, because every reader must agree on which messages are in the chain.
+MAX_EVENT_BYTES = 1024 * 1024
 
 # Every payload message of events.proto; the envelope's `type` is the message name.
 EVENT_TYPES: dict[str, type[Message]] = {
@@ -102,6 +106,8 @@ def unpack(env: events_pb2.Envelope) -> Message:
 
 def decode(data: bytes) -> tuple[events_pb2.Envelope, Message]:
     """Parse and validate bytes from the log; raises MalformedEvent with the reason."""
+    if len(data) > MAX_EVENT_BYTES:
+        raise MalformedEvent(f"oversized: {len(data)} bytes, over the limit of {MAX_EVENT_BYTES}")
     env = events_pb2.Envelope()
     try:
         env.ParseFromString(data)

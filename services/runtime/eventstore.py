@@ -5,6 +5,11 @@ in one stream. An append links to the last valid event of the whole stream (guar
 ``Nats-Expected-Last-Sequence``, so the chain is a single line even with many writers)
 and states the aggregate's last subject sequence (``Nats-Expected-Last-Subject-Sequence``),
 so a writer who decided on stale state loses and must decide again.
+
+Every reader classifies the stream's messages in order (`ChainState`): one that is not an
+envelope, is oversized, has an unknown type or a hash that does not match, or does not link
+to the chain's head (a replayed or forged event) is no part of the chain. `follow` records it
+as one `EventRejected` event and skips it; no projection ever sees it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nats
 import nats.errors
@@ -38,6 +43,10 @@ STREAM_EXISTS_CODE = 10058
 _AGGREGATE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _TRANSIENT = (asyncio.TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
               nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError)
+
+
+class EventTooLarge(ValueError):
+    """An event whose sealed envelope exceeds `envelope.MAX_EVENT_BYTES`: readers would reject it."""
 
 
 class ConcurrencyError(RuntimeError):
@@ -69,6 +78,48 @@ class Record:
 EventHandler = Callable[[Record], Awaitable[None]]
 
 
+@dataclass
+class ChainState:
+    """What a store has verified of the log, message by message in stream order.
+
+    A message joins the chain only if it decodes and links to the chain's head (the next
+    sequence, the head's hash) on its own aggregate's subject. So a replayed old event, whose
+    bytes and hash are intact, is rejected like garbage, and the next append links past it.
+    """
+
+    verified_seq: int = 0  # stream sequence of the last message classified
+    head_sequence: int = 0
+    head_hash: str = envelope.GENESIS
+    versions: dict[str, int] = field(default_factory=dict)  # aggregate id -> its last version
+    subject_seqs: dict[str, int] = field(default_factory=dict)  # subject -> stream seq of its last message
+    rejected: dict[int, str] = field(default_factory=dict)  # stream seq -> why it is not in the chain
+    # Rejections already recorded, so a re-read beyond the duplicate window records none twice.
+    recorded_rejections: set[str] = field(default_factory=set)
+
+    def admit(self, record: Record) -> Record:
+        """Classify the message after `verified_seq`: the record as given, or as rejected."""
+        self.verified_seq = record.stream_seq
+        self.subject_seqs[record.subject] = record.stream_seq
+        env = record.env
+        reason = record.error
+        if env is not None:
+            if env.sequence != self.head_sequence + 1 or env.prev_hash != self.head_hash:
+                reason = (f"event {env.event_id} claims chain sequence {env.sequence} after "
+                          f"{env.prev_hash[:12]}, the chain's head is {self.head_sequence} "
+                          f"({self.head_hash[:12]}): replayed or forged")
+            elif record.subject != f"{EVENTS_SUBJECT_ROOT}.{env.aggregate_id}":
+                reason = f"event {env.event_id} of aggregate {env.aggregate_id!r} arrived on {record.subject}"
+        if reason:
+            self.rejected[record.stream_seq] = reason
+            return Record(record.stream_seq, record.subject, None, None, reason, record.raw)
+        assert env is not None
+        self.head_sequence, self.head_hash = env.sequence, env.hash
+        self.versions[env.aggregate_id] = env.aggregate_version
+        if env.type == "EventRejected":
+            self.recorded_rejections.add(env.event_id)
+        return record
+
+
 async def connect(url: str, service: str, closing: asyncio.Event | None = None) -> Client:
     """A connection that reconnects forever; `closing` silences the disconnect of a deliberate close."""
     log = get_logger()
@@ -96,6 +147,9 @@ class EventStore:
         self.js = nc.jetstream(timeout=5)
         self.service = service
         self.log = get_logger()
+        self.chain = ChainState()
+        # One reader of the chain at a time: messages are classified strictly in stream order.
+        self._chain_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str, service: str, *, duplicate_window_s: float = 3600) -> EventStore:
@@ -135,21 +189,42 @@ class EventStore:
         return info.state.last_seq
 
     async def read(self, stream_seq: int) -> Record | None:
-        """The message at `stream_seq`, or None past the end of the log."""
-        try:
-            raw = await self.js.get_msg(EVENTS_STREAM, seq=stream_seq)
-        except NotFoundError:
-            return None
-        return self._record(raw)
+        """The message at `stream_seq`, or None past the end of the log. A message that is not
+        in the chain (malformed, replayed, forged) comes back with `env` None and the reason."""
+        async with self._chain_lock:
+            await self._verify_through(stream_seq - 1)
+            if self.chain.verified_seq < stream_seq - 1:
+                return None  # the log ends before it
+            try:
+                raw = await self.js.get_msg(EVENTS_STREAM, seq=stream_seq)
+            except NotFoundError:
+                return None
+            record = self._record(raw)
+            if stream_seq == self.chain.verified_seq + 1:
+                return self.chain.admit(record)
+        reason = self.chain.rejected.get(stream_seq)
+        return record if reason is None else Record(stream_seq, record.subject, None, None, reason, record.raw)
 
-    @staticmethod
-    def _record(raw: api.RawStreamMsg) -> Record:
+    def _record(self, raw: api.RawStreamMsg) -> Record:
         data = raw.data or b""
         try:
             env, event = envelope.decode(data)
         except envelope.MalformedEvent as exc:
             return Record(raw.seq or 0, raw.subject or "", None, None, str(exc), data[:200])
-        return Record(raw.seq or 0, raw.subject or "", env, event)
+        # The excerpt too: a well-formed event may still be rejected for not linking to the chain.
+        return Record(raw.seq or 0, raw.subject or "", env, event, raw=data[:200])
+
+    async def _verify_through(self, stream_seq: int) -> None:
+        """Classify every message up to `stream_seq` not yet classified (the lock is held)."""
+        while self.chain.verified_seq < stream_seq:
+            try:
+                raw = await self.js.get_msg(EVENTS_STREAM, seq=self.chain.verified_seq + 1)
+            except NotFoundError:
+                if self.chain.verified_seq + 1 > await self.last_seq():
+                    return  # the end of the log: what comes later is classified when it is read
+                self.chain.verified_seq += 1  # a gap: nothing there to classify
+                continue
+            self.chain.admit(self._record(raw))
 
     async def read_all(self) -> list[Record]:
         last = await self.last_seq()
@@ -160,47 +235,12 @@ class EventStore:
                 records.append(record)
         return records
 
-    async def _last_valid(self, subject: str | None) -> tuple[events_pb2.Envelope | None, int]:
-        """The last valid envelope (of `subject`, or of the stream) and the subject/stream seq
-        to expect. Malformed messages are skipped: they are not part of the chain."""
-        try:
-            if subject is None:
-                seq = await self.last_seq()
-                raw = await self.js.get_msg(EVENTS_STREAM, seq=seq) if seq else None
-            else:
-                raw = await self.js.get_last_msg(EVENTS_STREAM, subject)
-        except NotFoundError:
-            return None, 0
-        if raw is None:
-            return None, 0
-        expected = raw.seq or 0
-        seq = expected
-        while seq > 0:
-            record = self._record(raw)
-            if record.env is not None:
-                return record.env, expected
-            seq -= 1
-            raw = await self._previous(seq, subject)
-            if raw is None:
-                break
-            seq = raw.seq or 0
-        return None, expected
-
-    async def _previous(self, seq: int, subject: str | None) -> api.RawStreamMsg | None:
-        while seq > 0:
-            try:
-                raw = await self.js.get_msg(EVENTS_STREAM, seq=seq)
-            except NotFoundError:
-                seq -= 1
-                continue
-            if subject is None or raw.subject == subject:
-                return raw
-            seq -= 1
-        return None
-
     async def version(self, aggregate_id: str) -> int:
-        env, _ = await self._last_valid(subject_of(aggregate_id))
-        return env.aggregate_version if env else 0
+        subject_of(aggregate_id)  # refuses an id that names no subject
+        last = await self.last_seq()
+        async with self._chain_lock:
+            await self._verify_through(last)
+            return self.chain.versions.get(aggregate_id, 0)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -226,15 +266,28 @@ class EventStore:
         attempt = 0
         while True:
             attempt += 1
+            # The first attempt trusts the chain as this store last saw it: if others wrote since,
+            # the stream's expected-sequence guard refuses the publish and the next attempt reads
+            # what they wrote. So the usual append costs one round trip.
+            fresh = attempt > 1 or self.chain.verified_seq == 0
             try:
-                head, stream_seq = await self._last_valid(None)
-                last_of_aggregate, subject_seq = await self._last_valid(subject)
-                version = last_of_aggregate.aggregate_version if last_of_aggregate else 0
+                last = await self.last_seq() if fresh else 0
+                async with self._chain_lock:
+                    await self._verify_through(last)
+                    stream_seq = self.chain.verified_seq
+                    head_sequence, head_hash = self.chain.head_sequence, self.chain.head_hash
+                    version = self.chain.versions.get(aggregate_id, 0)
+                    subject_seq = self.chain.subject_seqs.get(subject, 0)
                 if expected_version is not None and version != expected_version:
+                    if not fresh:
+                        continue  # the caller may know a later version than this store has seen
                     raise ConcurrencyError(aggregate_id, expected_version, version)
-                envelope.seal(env, sequence=(head.sequence if head else 0) + 1,
-                              prev_hash=head.hash if head else envelope.GENESIS, aggregate_version=version + 1)
-                ack = await self.js.publish(subject, env.SerializeToString(deterministic=True), headers={
+                envelope.seal(env, sequence=head_sequence + 1, prev_hash=head_hash, aggregate_version=version + 1)
+                data = env.SerializeToString(deterministic=True)
+                if len(data) > envelope.MAX_EVENT_BYTES:
+                    raise EventTooLarge(f"{env.type} {env.event_id} is {len(data)} bytes sealed, over the "
+                                        f"limit of {envelope.MAX_EVENT_BYTES}")
+                ack = await self.js.publish(subject, data, headers={
                     "Nats-Msg-Id": env.event_id,
                     "Nats-Expected-Last-Sequence": str(stream_seq),
                     "Nats-Expected-Last-Subject-Sequence": str(subject_seq),
@@ -244,7 +297,8 @@ class EventStore:
                     raise
                 if time.monotonic() > give_up:
                     raise
-                await asyncio.sleep(random.uniform(0, 0.01 * min(attempt, 20)))
+                if fresh:  # lost to another writer even on a fresh view: back off a little
+                    await asyncio.sleep(random.uniform(0, 0.01 * min(attempt, 20)))
                 continue
             except _TRANSIENT as exc:
                 if time.monotonic() > give_up:
@@ -256,18 +310,25 @@ class EventStore:
             if ack.duplicate:
                 stored = await self.read(ack.seq)
                 return stored.env if stored and stored.env else env
+            async with self._chain_lock:
+                if ack.seq == self.chain.verified_seq + 1:  # our own event is the next one: no need to read it
+                    self.chain.admit(Record(ack.seq, subject, env, payload, raw=data[:200]))
             return env
 
     async def reject(self, record: Record, consumer: str) -> None:
-        """Record a malformed message as an EventRejected event (once per message)."""
+        """Record a message that is not in the chain as an EventRejected event (once per message)."""
         metrics.EVENTS_REJECTED.labels(self.service).inc()
         self.log.warning("event.rejected", stream_seq=record.stream_seq, subject=record.subject,
                          reason=record.error)
+        rejection_id = envelope.event_id_for("rejected", str(record.stream_seq))
+        await self.version(REJECTIONS_AGGREGATE)  # classifies the log to its end, earlier rejections included
+        if rejection_id in self.chain.recorded_rejections:
+            return
         await self.append(
             events_pb2.EventRejected(subject=record.subject, reason=record.error,
                                      raw_excerpt=record.raw[:200].decode("utf-8", "replace"), consumer=consumer),
             run_id="", aggregate_id=REJECTIONS_AGGREGATE,
-            event_id=envelope.event_id_for("rejected", str(record.stream_seq)),
+            event_id=rejection_id,
         )
 
     # -- following ---------------------------------------------------------------------------
@@ -286,7 +347,7 @@ class EventStore:
         Reads by sequence, so a reconnect or a server restart needs no re-binding; a core
         subscription on the event subjects only wakes the loop early. `on_idle` runs each
         time the reader has caught up with the log. Malformed messages become
-        EventRejected events and are skipped.
+        EventRejected events and are skipped, as are events that do not link to the chain.
         """
         wake = asyncio.Event()
 
@@ -315,8 +376,7 @@ class EventStore:
                         task.cancel()
                     continue
                 if record.env is None:
-                    if record.subject != subject_of(REJECTIONS_AGGREGATE):
-                        await self.reject(record, consumer=self.service)
+                    await self.reject(record, consumer=self.service)
                 else:
                     metrics.EVENTS_CONSUMED.labels(self.service, record.env.type).inc()
                     await handle(record)
