@@ -61,6 +61,11 @@ class ResearcherService(EventService):
     name = "researcher"
 
     async def start(self) -> None:
+        # The queue's consumer exists before the first job and before any engineer: an autoscaler
+        # reads the pending count from it (deploy/k8s, KEDA), and at zero engineers none made it.
+        if not await jobs.ensure_consumer(self.store.js, ack_wait_s=self.settings.job_ack_wait_s,
+                                          max_deliver=self.settings.job_max_deliver):
+            self.log.info("researcher.consumer_kept", reason="the jobs consumer exists already")
         self.cognition = CognitionClient(self.settings.cognition_addr)
         self.resubmitted: set[str] = set()
         self.exhausted: set[str] = set()  # runs whose every parent has run out of untried changes

@@ -95,3 +95,9 @@ def test_impossible_scaling_is_refused(helm: str, offline_chart: Path, values: t
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert refusal in done.stderr
+
+
+def test_the_researcher_creates_the_jobs_consumer_with_the_engineers_settings(everything_render: Rendered):
+    researcher, engineer = everything_render.env("researcher"), everything_render.env("engineer")
+    for setting in ("ASI_JOB_ACK_WAIT_S", "ASI_JOB_MAX_DELIVER"):
+        assert researcher[setting] == engineer[setting], setting

@@ -132,3 +132,18 @@ async def test_a_malformed_job_is_reported_acknowledged_and_skipped(store: Event
     await asyncio.sleep(1)
     info = await store.js.stream_info(JOBS_STREAM)
     assert info.state.messages == 0
+
+
+async def test_the_researcher_creates_the_jobs_consumer_before_any_engineer_runs(store: EventStore,
+                                                                                  services: Services) -> None:
+    # An autoscaler at zero engineers reads the queue's pending count from this consumer.
+    services.start("researcher", ASI_JOB_ACK_WAIT_S="45", ASI_JOB_MAX_DELIVER="4")
+    for _ in range(240):
+        try:
+            info = await store.js.consumer_info(JOBS_STREAM, jobs.CONSUMER)
+            break
+        except NotFoundError:
+            await asyncio.sleep(0.5)
+    else:
+        raise AssertionError("the researcher never created the jobs consumer")
+    assert info.config.ack_wait == 45 and info.config.max_deliver == 5  # one past the limit: the dead letter

@@ -168,10 +168,13 @@ settings, and no other address, since its pods may reach only NATS.
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
+{{- end }}
+{{- if has .component (list "engineer" "researcher") }}
+{{- /* The researcher creates the jobs consumer (it must exist at zero engineers): same settings. */}}
 - name: ASI_JOB_ACK_WAIT_S
-  value: {{ $values.jobAckWaitSeconds | quote }}
+  value: {{ $root.Values.engineer.jobAckWaitSeconds | quote }}
 - name: ASI_JOB_MAX_DELIVER
-  value: {{ $values.jobMaxDeliver | quote }}
+  value: {{ $root.Values.engineer.jobMaxDeliver | quote }}
 {{- end }}
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}
