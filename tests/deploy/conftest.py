@@ -95,6 +95,14 @@ class Rendered:
 Render = Callable[..., Rendered]
 
 
+def template(helm: str, chart: Path, *values: str) -> subprocess.CompletedProcess[str]:
+    """`helm template` of ``chart`` with ``--set`` values, as it finished: for the renders a chart refuses."""
+    argv = [helm, "template", RELEASE, str(chart)]
+    for item in values:
+        argv += ["--set", item]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
 def pod_volumes(maker: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """name -> volume of the pods an object makes; a StatefulSet's claim templates as
     {"claimTemplate": spec}."""

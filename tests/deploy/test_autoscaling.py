@@ -6,7 +6,6 @@ say: the fields it requires, and trigger metadata as a map of strings."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from services.runtime.eventstore import JOBS_STREAM
 from services.runtime.jobs import CONSUMER
-from tests.deploy.conftest import GPU_CLUSTER, NAMESPACE, RELEASE, Render, Rendered
+from tests.deploy.conftest import GPU_CLUSTER, NAMESPACE, RELEASE, Render, Rendered, template
 
 SCALED_OBJECT = f"{RELEASE}-asi-arch-engineer"
 SCALED_OBJECT_SPEC_FIELDS = {"scaleTargetRef", "minReplicaCount", "maxReplicaCount", "pollingInterval",
@@ -89,10 +88,7 @@ def test_the_run_keeps_as_many_jobs_in_flight_as_the_pool_can_train(everything_r
     (("engineer.autoscaling.maxReplicas=0",), "schema"),
 ])
 def test_impossible_scaling_is_refused(helm: str, offline_chart: Path, values: tuple[str, ...], refusal: str):
-    argv = [helm, "template", RELEASE, str(offline_chart)]
-    for item in values:
-        argv += ["--set", item]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    done = template(helm, offline_chart, *values)
     assert done.returncode != 0
     assert refusal in done.stderr
 

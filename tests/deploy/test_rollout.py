@@ -4,21 +4,13 @@ container is bounded, and the values schema refuses keys it does not know."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import EVERYTHING_ON, RELEASE, SERVICES, Render, Rendered, pod_volumes
+from tests.deploy.conftest import EVERYTHING_ON, RELEASE, SERVICES, Render, Rendered, pod_volumes, template
 
 DIGEST = "sha256:" + "ab" * 32
-
-
-def template(helm: str, chart: Path, *values: str) -> subprocess.CompletedProcess[str]:
-    argv = [helm, "template", RELEASE, str(chart)]
-    for item in values:
-        argv += ["--set", item]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
 def test_persistent_engineers_get_a_claim_each(gpu_cluster_render: Rendered):

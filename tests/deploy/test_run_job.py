@@ -16,7 +16,7 @@ from services.pb import events_pb2
 from services.runtime.eventstore import EventStore
 from services.runtime.natsserver import EmbeddedNats
 from services.runtime.projection import Projection
-from tests.deploy.conftest import RELEASE, Render, Rendered
+from tests.deploy.conftest import RELEASE, Render, Rendered, template
 
 RUN_JOB = f"{RELEASE}-asi-arch-run"
 
@@ -117,10 +117,7 @@ async def test_after_the_run_finished_the_upgrade_hook_starts_the_next(everythin
     (("run.mind=llm",), "run.mind=llm needs an LLM"),
 ])
 def test_impossible_runs_are_refused(helm: str, offline_chart: Path, values: tuple[str, ...], refusal: str):
-    argv = [helm, "template", RELEASE, str(offline_chart)]
-    for item in values:
-        argv += ["--set", item]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    done = template(helm, offline_chart, *values)
     assert done.returncode != 0
     assert refusal in done.stderr
 
