@@ -144,7 +144,8 @@ class EngineerWorker(EventService):
                 arch_id=job.arch_id, job_id=job.job_id, val_loss=result["val_loss"],
                 benchmarks=result["benchmarks"], benchmark_mean=result["benchmark_mean"], params=result["params"],
                 tokens_per_s=result["tokens_per_s"], train_seconds=result["train_seconds"],
-                checkpoint=result.get("checkpoint", ""), checks_json=checks, worker=self.settings.worker_id)
+                flops_per_token=result["flops_per_token"], checkpoint=result.get("checkpoint", ""), checks_json=checks,
+                worker=self.settings.worker_id)
         else:
             failure = result["failure"]
             outcome = events_pb2.TrainingFailed(

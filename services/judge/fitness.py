@@ -2,11 +2,12 @@
 
 Three terms, each in (0, 1) with 0.5 meaning "as good as the baseline", averaged as in the
 paper: validation loss, capability-benchmark mean, and a quality term (the LLM rubric when
-one is configured, else measured: throughput, parameter parity, the complexity probe's cost
-exponent and novelty). Each term is computed against every baseline and the lowest score is
-kept, so a candidate is always measured against the stronger baseline on that term. Each delta
-passes through a sigmoid that saturates about 10% away from the baseline, so one lucky term
-cannot dominate.
+one is configured, else measured: throughput as counted compute per token, parameter parity,
+the complexity probe's cost exponent and novelty). Every input is counted, not timed, so a
+replayed, resumed or re-run experiment is judged the same on any machine. Each term is computed
+against every baseline and the lowest score is kept, so a candidate is always measured against
+the stronger baseline on that term. Each delta passes through a sigmoid that saturates about 10%
+away from the baseline, so one lucky term cannot dominate.
 """
 
 from __future__ import annotations
@@ -69,14 +70,20 @@ def novelty_factor(context: Context) -> float:
 
 
 def measured_quality(result: dict[str, Any], baseline: dict[str, Any], context: Context) -> tuple[float, dict]:
-    """Throughput against the baseline, discounted by parameter drift, super-linear cost and repetition."""
-    speed_ratio = result["tokens_per_s"] / max(baseline["tokens_per_s"], 1e-9)
+    """Throughput against the baseline, discounted by parameter drift, super-linear cost and repetition.
+
+    Throughput is the baseline's counted FLOPs per token over the candidate's: the tokens per second
+    both would reach at equal hardware efficiency. The measured tokens/s is recorded beside it but
+    does not score: it moves with whatever else the machine runs."""
+    speed_ratio = baseline["flops_per_token"] / max(result["flops_per_token"], 1e-9)
+    measured_ratio = result["tokens_per_s"] / max(baseline["tokens_per_s"], 1e-9)
     drift = result["params"] / max(baseline["params"], 1) - 1.0
     parity = max(0.0, 1.0 - abs(drift))
     speed = squash(math.log(max(speed_ratio, 1e-9)), span=1.0)
     complexity, novelty = complexity_factor(context.complexity_exponent), novelty_factor(context)
     score = speed * parity * complexity * novelty
-    return score, {"speed_ratio": speed_ratio, "speed_score": speed, "param_drift": drift, "parity": parity,
+    return score, {"speed_ratio": speed_ratio, "measured_speed_ratio": measured_ratio, "speed_score": speed,
+                   "param_drift": drift, "parity": parity,
                    "complexity_exponent": context.complexity_exponent, "complexity_factor": complexity,
                    "novelty_axes": context.novelty_axes, "same_function_as": context.same_function_as,
                    "code_distance": context.code_distance,
@@ -85,7 +92,8 @@ def measured_quality(result: dict[str, Any], baseline: dict[str, Any], context: 
 
 def judge(result: dict[str, Any], baselines: dict[str, dict[str, Any]], quality: tuple[float, str] | None = None,
           context: Context = Context()) -> Judgement:
-    """``result`` and each baseline's result carry val_loss, benchmark_mean, tokens_per_s and params;
+    """``result`` and each baseline's result carry val_loss, benchmark_mean, flops_per_token,
+    tokens_per_s and params;
     ``baselines`` maps a baseline's id to its result. ``quality``, when given, is an LLM rubric's
     score and note, which replaces the measured quality term."""
     if not baselines:
@@ -120,7 +128,8 @@ def judge(result: dict[str, Any], baselines: dict[str, dict[str, Any]], quality:
         quality_note = quality[1]
     else:
         q = per_baseline[decided_by["quality"]]["quality"]["inputs"]
-        quality_note = (f"throughput {q['speed_ratio']:.2f}x {decided_by['quality']}, parameters "
+        quality_note = (f"throughput {q['speed_ratio']:.2f}x {decided_by['quality']} by counted FLOPs "
+                        f"({q['measured_speed_ratio']:.2f}x measured), parameters "
                         f"{q['param_drift']:+.1%} off it, complexity factor {q['complexity_factor']:.2f}, "
                         f"novelty factor {q['novelty_factor']:.2f}")
     rationale = (f"validation loss {result['val_loss']:.4f} vs {loss_ref['baseline_val_loss']:.4f} of "

@@ -237,7 +237,7 @@ class Projection:
         replicate = self._replicate(e.job_id) if view else None
         result = {"val_loss": e.val_loss, "benchmarks": dict(sorted(e.benchmarks.items())),
                   "benchmark_mean": e.benchmark_mean, "params": e.params, "tokens_per_s": e.tokens_per_s,
-                  "train_seconds": e.train_seconds, "checkpoint": e.checkpoint,
+                  "flops_per_token": e.flops_per_token, "train_seconds": e.train_seconds, "checkpoint": e.checkpoint,
                   "complexity_exponent": _complexity_exponent(e.checks_json), "sequence": env.sequence}
         if replicate is not None:
             if replicate["status"] in {"queued", "training"}:

@@ -61,7 +61,7 @@ class History:
                                               purpose="replicate" if replicate else ""), arch)
         self.add(events_pb2.TrainingFinished(arch_id=arch, job_id=job, val_loss=val_loss, benchmark_mean=bench,
                                              benchmarks={"mqar": bench}, params=1000, tokens_per_s=1000.0,
-                                             train_seconds=SECONDS), arch)
+                                             flops_per_token=1.0e6, train_seconds=SECONDS), arch)
 
     def fail(self, arch: str) -> None:
         self.add(events_pb2.TrainingRequested(arch_id=arch, job_id=f"job-{arch}", profile="tiny"), arch)

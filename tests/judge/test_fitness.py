@@ -9,8 +9,10 @@ import pytest
 
 from services.judge.fitness import Context, complexity_factor, judge, squash
 
-DELTANET = {"val_loss": 2.30, "benchmark_mean": 0.40, "tokens_per_s": 5000.0, "params": 100_000}
-GATED = {"val_loss": 2.10, "benchmark_mean": 0.30, "tokens_per_s": 4000.0, "params": 110_000}
+DELTANET = {"val_loss": 2.30, "benchmark_mean": 0.40, "flops_per_token": 4.0e6, "tokens_per_s": 5000.0,
+            "params": 100_000}
+GATED = {"val_loss": 2.10, "benchmark_mean": 0.30, "flops_per_token": 5.0e6, "tokens_per_s": 4000.0,
+         "params": 110_000}
 BOTH = {"deltanet": DELTANET, "gated_deltanet": GATED}
 
 
@@ -21,13 +23,14 @@ def test_a_baseline_against_itself_scores_one_half_on_every_term() -> None:
 
 def test_each_term_rewards_its_own_improvement_and_punishes_its_regression() -> None:
     for key, better, worse, term in (("val_loss", 2.2, 2.4, "loss"), ("benchmark_mean", 0.5, 0.3, "benchmark"),
-                                     ("tokens_per_s", 6000.0, 4000.0, "quality")):
+                                     ("flops_per_token", 3.0e6, 5.0e6, "quality")):
         assert judge({**DELTANET, key: better}, {"deltanet": DELTANET}).terms[term] > 0.5
         assert judge({**DELTANET, key: worse}, {"deltanet": DELTANET}).terms[term] < 0.5
 
 
 def test_each_term_is_taken_against_the_stronger_baseline_on_that_term() -> None:
-    candidate = {"val_loss": 2.20, "benchmark_mean": 0.35, "tokens_per_s": 4500.0, "params": 100_000}
+    candidate = {"val_loss": 2.20, "benchmark_mean": 0.35, "flops_per_token": 4.5e6, "tokens_per_s": 4500.0,
+                 "params": 100_000}
     verdict = judge(candidate, BOTH)
     # Loss: Gated DeltaNet's 2.10 is stronger, so 2.20 scores below one half although it beats DeltaNet.
     assert verdict.detail["decided_by"]["loss"] == "gated_deltanet" and verdict.terms["loss"] < 0.5
@@ -35,7 +38,7 @@ def test_each_term_is_taken_against_the_stronger_baseline_on_that_term() -> None
     # Benchmark: DeltaNet's 0.40 is stronger.
     assert verdict.detail["decided_by"]["benchmark"] == "deltanet"
     assert verdict.terms["benchmark"] == squash(0.35 - 0.40)
-    # Quality: slower than DeltaNet (the faster one) scores lower against it than against Gated DeltaNet.
+    # Quality: costlier than DeltaNet (the cheaper one) scores lower against it than against Gated DeltaNet.
     assert verdict.detail["decided_by"]["quality"] == "deltanet"
     per = verdict.detail["per_baseline"]
     assert per["deltanet"]["quality"]["score"] < per["gated_deltanet"]["quality"]["score"]
@@ -47,8 +50,18 @@ def test_each_term_is_taken_against_the_stronger_baseline_on_that_term() -> None
 
 
 def test_beating_both_baselines_on_every_term_scores_above_one_half_on_each() -> None:
-    verdict = judge({"val_loss": 2.0, "benchmark_mean": 0.5, "tokens_per_s": 6000.0, "params": 100_000}, BOTH)
+    verdict = judge({"val_loss": 2.0, "benchmark_mean": 0.5, "flops_per_token": 3.0e6, "tokens_per_s": 6000.0,
+                     "params": 100_000}, BOTH)
     assert all(score > 0.5 for score in verdict.terms.values())
+
+
+def test_measured_tokens_per_second_is_recorded_but_does_not_move_the_fitness() -> None:
+    # The same experiment timed on a busy and on an idle machine: one verdict, both timings kept.
+    busy, idle = judge({**DELTANET, "tokens_per_s": 2500.0}, BOTH), judge({**DELTANET, "tokens_per_s": 9000.0}, BOTH)
+    assert busy.fitness == idle.fitness and busy.terms == idle.terms
+    inputs = busy.detail["per_baseline"]["deltanet"]["quality"]["inputs"]
+    assert inputs["measured_speed_ratio"] == 0.5 and inputs["speed_ratio"] == 1.0
+    assert "0.50x measured" in busy.rationale
 
 
 def test_fitness_is_monotonic_in_loss_over_random_baselines() -> None:

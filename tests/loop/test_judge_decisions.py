@@ -34,7 +34,8 @@ async def trained(store: EventStore, arch: str, *, code: str = "x", parent: str 
                            **common)
     await store.append(events_pb2.TrainingFinished(arch_id=arch, job_id=job, val_loss=val_loss, benchmark_mean=bench,
                                                    benchmarks={"mqar": bench}, params=20_000, tokens_per_s=900.0,
-                                                   train_seconds=12.0, checkpoint=checkpoint), **common)
+                                                   flops_per_token=1.0e6, train_seconds=12.0, checkpoint=checkpoint),
+                       **common)
 
 
 def payloads(records: list, name: str) -> dict:

@@ -45,7 +45,7 @@ async def seed_history(store: EventStore, *, judged: bool = True) -> None:
         await store.append(events_pb2.TrainingRequested(arch_id=arch, job_id="j-" + arch), **common)
         await store.append(events_pb2.TrainingFinished(arch_id=arch, val_loss=loss, benchmark_mean=0.4,
                                                        benchmarks={"mqar": 0.4}, params=1000,
-                                                       tokens_per_s=1000), **common)
+                                                       tokens_per_s=1000, flops_per_token=1.0e6), **common)
         if judged:
             await store.append(events_pb2.ArchitectureJudged(arch_id=arch, fitness=fitness), **common)
 
