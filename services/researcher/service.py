@@ -164,7 +164,7 @@ class ResearcherService(EventService):
                 [Candidate(p.arch_id, p.name, p.code, p.fitness or 0.5) for p in parents],
                 references,
                 experience_statistics(self.projection, run.run_id),
-                key=arch_id,
+                key=self._draw_key(run, arch_id),
                 turn=_turn(archs),
                 avoid={signature for a in archs if (signature := _signature(a.components))},
             )
@@ -182,6 +182,13 @@ class ResearcherService(EventService):
             references=references,
             chosen=chosen,
         )
+
+    def _draw_key(self, run: RunView, arch_id: str) -> str:
+        """What the run's random draws for an architecture are keyed by: its place among the run's
+        proposals, not its id, which is made from the run's random id. So two runs of one seed, or a
+        resumed run and an uninterrupted one, draw alike."""
+        place = {a.arch_id: n for n, a in enumerate(self.projection.of_run(run.run_id))}
+        return f"proposal-{place.get(arch_id, len(place))}"
 
     def _select_parent(self, run: RunView, arch_id: str, *, genome_only: bool = True) -> Selection:
         """The parent (and crossover partners) under the run's strategy, from the scored designs (for
@@ -206,7 +213,7 @@ class ResearcherService(EventService):
             if (a is seed or (not a.is_baseline and a.status == "analyzed" and a.fitness is not None))
             and (not genome_only or _readable_code(a.code))
         ]
-        rng = random.Random(f"{run.seed}:{arch_id}:parent")
+        rng = random.Random(f"{run.seed}:{self._draw_key(run, arch_id)}:parent")
         return select(run.parent_strategy or DEFAULT_STRATEGY, members, rng, _turn(archs))
 
     async def _references(self, run: RunView, parent: ArchitectureView) -> list[Reference]:
@@ -466,7 +473,8 @@ class ResearcherService(EventService):
             if verdict.gate != "validity":
                 return
             repair = EvolveMind(run.seed).repair(Candidate(arch_id, proposal.name, proposal.code, 0.0),
-                                                 failure["kind"], failure["message"], key=arch_id)
+                                                 failure["kind"], failure["message"],
+                                                 key=self._draw_key(run, arch_id))
             if repair is not None:
                 await self._submit(run, repair, parents=[arch_id], baseline=False,
                                    selection=f"repair of {arch_id} after {failure['kind']}", arch_id=next_id,
@@ -556,7 +564,7 @@ class ResearcherService(EventService):
             Candidate(arch.arch_id, arch.name, arch.code, 0.0),
             arch.failure["kind"],
             arch.failure["message"],
-            key=arch.arch_id,
+            key=self._draw_key(run, arch.arch_id),
         )
         if repair is not None:
             await self._submit(
