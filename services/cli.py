@@ -23,6 +23,7 @@ from services.runtime.eventstore import EventStore
 from services.runtime.launcher import Launcher, UsageError, load, run_options, start_run
 from services.runtime.log import configure as configure_logs
 from services.runtime.logfile import LogNotFound, fold, read_data_dir, read_file, with_log
+from services.runtime.natsauth import server_config
 from services.runtime.projection import ArchitectureView, Projection
 
 SERVICES = {
@@ -35,6 +36,17 @@ SERVICES = {
 DEFAULT_DATA_DIR = Path(".asi")
 
 
+def nats_login() -> dict[str, str]:
+    """Credentials for a NATS given by --nats: ASI_NATS_USER / ASI_NATS_PASSWORD (the chart's run
+    Job has the operator's from its Secret), or none (then the URL's user, if it names one)."""
+    return {"user": os.environ.get("ASI_NATS_USER", ""), "password": os.environ.get("ASI_NATS_PASSWORD", "")}
+
+
+def cmd_nats_authorization(args: argparse.Namespace) -> int:
+    print(server_config(), end="")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     return Launcher(run_options(args)).run()
 
@@ -42,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> int:
     """Start a run on existing servers (a cluster), without launching any service."""
     async def start() -> dict[str, str]:
-        store = await EventStore.open(args.nats, "cli")
+        store = await EventStore.open(args.nats, "cli", **nats_login())
         try:
             projection, _ = await load(store)
             run = projection.latest_run()
@@ -79,7 +91,7 @@ def _events(args: argparse.Namespace) -> list[events_pb2.Envelope]:
 def read_nats(url: str) -> list[events_pb2.Envelope]:
     """The valid events of the log on a running NATS (a cluster's, through a port-forward), in chain order."""
     async def read() -> list[events_pb2.Envelope]:
-        store = await EventStore.open(url, "cli")
+        store = await EventStore.open(url, "cli", **nats_login())
         try:
             return [r.env for r in await store.read_all() if r.env is not None]
         finally:
@@ -323,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", type=Path, help="write OUTPUT/index.html, one self-contained page")
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=cmd_report)
+
+    authorization = sub.add_parser(
+        "nats-authorization", help="print the authorization block for a NATS server of your own: a user per "
+                                   "service role, its password read from $ASI_NATS_PASSWORD_<ROLE>")
+    authorization.set_defaults(func=cmd_nats_authorization)
 
     add_engineer_parsers(sub)
     add_kb_parsers(sub, on_ingested=record_ingestion)

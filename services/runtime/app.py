@@ -13,7 +13,7 @@ from grpc_health.v1.health import aio as health_aio
 
 from services.runtime import log as logging_setup
 from services.runtime.config import Settings
-from services.runtime.eventstore import EventStore, Record
+from services.runtime.eventstore import EventStore, Record, redacted
 from services.runtime.metrics import serve_metrics
 from services.runtime.projection import Projection
 
@@ -71,7 +71,8 @@ async def serve(service_cls: type[EventService]) -> None:
     log = logging_setup.configure(service_cls.name)
     settings = Settings.from_env()
     serve_metrics(settings.metrics_port)
-    store = await EventStore.open(settings.nats_url, service_cls.name)
+    store = await EventStore.open(settings.nats_url, service_cls.name, user=settings.nats_user,
+                                  password=settings.nats_password)
     service = service_cls(settings, store)
     await service.start()
 
@@ -96,7 +97,7 @@ async def serve(service_cls: type[EventService]) -> None:
         log.info("service.ready", grpc_port=port)
 
     ready_task = asyncio.create_task(mark_ready())
-    log.info("service.started", grpc_port=port, nats=settings.nats_url)
+    log.info("service.started", grpc_port=port, nats=redacted(settings.nats_url), nats_user=settings.nats_user)
     running = asyncio.create_task(service.run(stop))
     stopping = asyncio.create_task(stop.wait())
     try:

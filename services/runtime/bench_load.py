@@ -127,7 +127,7 @@ async def write_chain(url: str, count: int) -> None:
             version = versions.get(aggregate_id, 0) + 1
             envelope.seal(env, sequence=head_sequence + 1, prev_hash=head_hash, aggregate_version=version)
             head_sequence, head_hash, versions[aggregate_id] = env.sequence, env.hash, version
-            await store.js.publish_async(subject_of(aggregate_id), env.SerializeToString(deterministic=True))
+            await store.js.publish_async(subject_of(aggregate_id, env.type), env.SerializeToString(deterministic=True))
         await store.js.publish_async_completed()
     finally:
         await store.close()

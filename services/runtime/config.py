@@ -45,6 +45,8 @@ class Settings:
     promote_seeds: int = 3  # seeds of a promotion's re-runs, the candidate's own seed included
     promote_above_baselines: bool = True  # only candidates whose fitness beats every baseline's are re-run
     llm_api_key: str = ""  # the OpenAI-compatible server's key (vLLM --api-key); empty: none needed
+    nats_user: str = ""  # this service's NATS role (services/runtime/natsauth.py); empty: no authentication
+    nats_password: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,6 +63,8 @@ class Settings:
             llm_url=os.environ.get("ASI_LLM_URL", ""),
             llm_model=os.environ.get("ASI_LLM_MODEL", "default"),
             llm_api_key=os.environ.get("ASI_LLM_API_KEY", ""),
+            nats_user=os.environ.get("ASI_NATS_USER", ""),
+            nats_password=os.environ.get("ASI_NATS_PASSWORD", ""),
             grpc_port=_port("ASI_GRPC_PORT", 0),
             metrics_port=_port("ASI_METRICS_PORT", 0),
             worker_id=os.environ.get("ASI_WORKER_ID", f"{os.uname().nodename}-{os.getpid()}"),

@@ -1,10 +1,12 @@
 """The event log on NATS JetStream: append-only, hash-chained, optimistic per aggregate.
 
-Each aggregate (a run, an architecture) has its own subject ``asi.events.<aggregate_id>``
-in one stream. An append links to the last valid event of the whole stream (guarded by
-``Nats-Expected-Last-Sequence``, so the chain is a single line even with many writers)
-and states the aggregate's last subject sequence (``Nats-Expected-Last-Subject-Sequence``),
-so a writer who decided on stale state loses and must decide again.
+Every event goes to the subject ``asi.events.<aggregate_id>.<EventType>`` of one stream, so an
+aggregate's (a run's, an architecture's) events are ``asi.events.<aggregate_id>.*`` and, the type
+being last, a server with per-service permissions (:mod:`services.runtime.natsauth`) lets each
+service publish only the event types it owns. An append links to the last valid event of the
+whole stream (guarded by ``Nats-Expected-Last-Sequence``, so the chain is a single line even with
+many writers) and states the aggregate's last sequence (``Nats-Expected-Last-Subject-Sequence``
+over its subjects), so a writer who decided on stale state loses and must decide again.
 
 Every reader classifies the stream's messages in order (`ChainState`): one that is not an
 envelope, is oversized, has an unknown type or a hash that does not match, or does not link
@@ -57,10 +59,21 @@ class ConcurrencyError(RuntimeError):
         self.aggregate_id, self.expected, self.actual = aggregate_id, expected, actual
 
 
-def subject_of(aggregate_id: str) -> str:
+def aggregate_subjects(aggregate_id: str) -> str:
+    """The subjects of every event of one aggregate."""
     if not _AGGREGATE_ID.match(aggregate_id):
         raise ValueError(f"aggregate id {aggregate_id!r} must match {_AGGREGATE_ID.pattern}")
-    return f"{EVENTS_SUBJECT_ROOT}.{aggregate_id}"
+    return f"{EVENTS_SUBJECT_ROOT}.{aggregate_id}.*"
+
+
+def subject_of(aggregate_id: str, event_type: str) -> str:
+    return aggregate_subjects(aggregate_id).removesuffix("*") + event_type
+
+
+def _aggregate_of(subject: str) -> str:
+    """The aggregate a subject names ("" for none): whose version guard a message's arrival moves."""
+    parts = subject.split(".")
+    return parts[2] if len(parts) == 4 and subject.startswith(EVENTS_SUBJECT_ROOT + ".") else ""
 
 
 @dataclass(frozen=True)
@@ -83,7 +96,7 @@ class ChainState:
     """What a store has verified of the log, message by message in stream order.
 
     A message joins the chain only if it decodes and links to the chain's head (the next
-    sequence, the head's hash) on its own aggregate's subject. So a replayed old event, whose
+    sequence, the head's hash) on the subject of its own aggregate and type. So a replayed old event, whose
     bytes and hash are intact, is rejected like garbage, and the next append links past it.
     """
 
@@ -91,7 +104,7 @@ class ChainState:
     head_sequence: int = 0
     head_hash: str = envelope.GENESIS
     versions: dict[str, int] = field(default_factory=dict)  # aggregate id -> its last version
-    subject_seqs: dict[str, int] = field(default_factory=dict)  # subject -> stream seq of its last message
+    aggregate_seqs: dict[str, int] = field(default_factory=dict)  # aggregate -> stream seq of its last message
     rejected: dict[int, str] = field(default_factory=dict)  # stream seq -> why it is not in the chain
     # Rejections already recorded, so a re-read beyond the duplicate window records none twice.
     recorded_rejections: set[str] = field(default_factory=set)
@@ -99,7 +112,7 @@ class ChainState:
     def admit(self, record: Record) -> Record:
         """Classify the message after `verified_seq`: the record as given, or as rejected."""
         self.verified_seq = record.stream_seq
-        self.subject_seqs[record.subject] = record.stream_seq
+        self.aggregate_seqs[_aggregate_of(record.subject)] = record.stream_seq
         env = record.env
         reason = record.error
         if env is not None:
@@ -107,8 +120,9 @@ class ChainState:
                 reason = (f"event {env.event_id} claims chain sequence {env.sequence} after "
                           f"{env.prev_hash[:12]}, the chain's head is {self.head_sequence} "
                           f"({self.head_hash[:12]}): replayed or forged")
-            elif record.subject != f"{EVENTS_SUBJECT_ROOT}.{env.aggregate_id}":
-                reason = f"event {env.event_id} of aggregate {env.aggregate_id!r} arrived on {record.subject}"
+            elif record.subject != f"{EVENTS_SUBJECT_ROOT}.{env.aggregate_id}.{env.type}":
+                reason = (f"{env.type} {env.event_id} of aggregate {env.aggregate_id!r} arrived on "
+                          f"{record.subject}")
         if reason:
             self.rejected[record.stream_seq] = reason
             return Record(record.stream_seq, record.subject, None, None, reason, record.raw)
@@ -120,22 +134,33 @@ class ChainState:
         return record
 
 
-async def connect(url: str, service: str, closing: asyncio.Event | None = None) -> Client:
-    """A connection that reconnects forever; `closing` silences the disconnect of a deliberate close."""
+def redacted(url: str) -> str:
+    """`url` without the password it may carry (nats://user:password@host:port)."""
+    scheme, sep, rest = url.rpartition("://")
+    userinfo, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{host}" if at else url
+
+
+async def connect(url: str, service: str, closing: asyncio.Event | None = None, *, user: str = "",
+                  password: str = "") -> Client:
+    """A connection that reconnects forever; `closing` silences the disconnect of a deliberate close.
+    Credentials come as `user`/`password` or inside `url`; neither is ever logged."""
     log = get_logger()
+    url_seen = redacted(url)
 
     async def disconnected() -> None:
         if closing is None or not closing.is_set():
-            log.warning("nats.disconnected", url=url)
+            log.warning("nats.disconnected", url=url_seen)
 
     async def reconnected() -> None:
-        log.info("nats.reconnected", url=url)
+        log.info("nats.reconnected", url=url_seen)
 
     async def error(exc: Exception) -> None:
         log.warning("nats.error", error=str(exc))
 
     return await nats.connect(
-        url, name=service, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5,
+        url, name=service, user=user or None, password=password or None, max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5, connect_timeout=5,
         allow_reconnect=True, disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
     )
 
@@ -152,9 +177,10 @@ class EventStore:
         self._chain_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, url: str, service: str, *, duplicate_window_s: float = 3600) -> EventStore:
+    async def open(cls, url: str, service: str, *, user: str = "", password: str = "",
+                   duplicate_window_s: float = 3600) -> EventStore:
         closing = asyncio.Event()
-        store = cls(await connect(url, service, closing), service, closing)
+        store = cls(await connect(url, service, closing, user=user, password=password), service, closing)
         await store.ensure_streams(duplicate_window_s=duplicate_window_s)
         return store
 
@@ -236,7 +262,7 @@ class EventStore:
         return records
 
     async def version(self, aggregate_id: str) -> int:
-        subject_of(aggregate_id)  # refuses an id that names no subject
+        aggregate_subjects(aggregate_id)  # refuses an id that names no subject
         last = await self.last_seq()
         async with self._chain_lock:
             await self._verify_through(last)
@@ -259,9 +285,9 @@ class EventStore:
         """Append one event; returns it sealed. Re-appending an event id stores nothing new
         and returns the stored event. Raises ConcurrencyError when `expected_version` is
         given and the aggregate has moved on."""
-        subject = subject_of(aggregate_id)
         env = envelope.build(payload, run_id=run_id, aggregate_id=aggregate_id, service=self.service,
                              event_id=event_id, causation_id=causation_id, correlation_id=correlation_id)
+        subject = subject_of(aggregate_id, env.type)
         give_up = time.monotonic() + deadline_s
         attempt = 0
         while True:
@@ -277,7 +303,7 @@ class EventStore:
                     stream_seq = self.chain.verified_seq
                     head_sequence, head_hash = self.chain.head_sequence, self.chain.head_hash
                     version = self.chain.versions.get(aggregate_id, 0)
-                    subject_seq = self.chain.subject_seqs.get(subject, 0)
+                    aggregate_seq = self.chain.aggregate_seqs.get(aggregate_id, 0)
                 if expected_version is not None and version != expected_version:
                     if not fresh:
                         continue  # the caller may know a later version than this store has seen
@@ -290,7 +316,8 @@ class EventStore:
                 ack = await self.js.publish(subject, data, headers={
                     "Nats-Msg-Id": env.event_id,
                     "Nats-Expected-Last-Sequence": str(stream_seq),
-                    "Nats-Expected-Last-Subject-Sequence": str(subject_seq),
+                    "Nats-Expected-Last-Subject-Sequence": str(aggregate_seq),
+                    "Nats-Expected-Last-Subject-Sequence-Subject": aggregate_subjects(aggregate_id),
                 })
             except APIError as exc:
                 if exc.err_code not in CONFLICT_CODES:

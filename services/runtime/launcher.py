@@ -26,7 +26,9 @@ from services.pb import events_pb2
 from services.researcher.selection import DEFAULT_STRATEGY, STRATEGIES
 from services.runtime.eventstore import EventStore, Record
 from services.runtime.llmserver import LlamaServer, LLMServerError
+from services.runtime.natsauth import OPERATOR, NatsAuth
 from services.runtime.natsserver import EmbeddedNats, free_port, running_url
+from services.runtime.private import private_folder
 from services.runtime.processes import die_with_parent
 from services.runtime.projection import Projection, RunView
 
@@ -232,10 +234,11 @@ class Launcher:
         self.data_dir = options.data_dir.resolve()
         self.log_dir = self.data_dir / "logs"
         self.started_at = time.monotonic()
+        self.auth: NatsAuth | None = None  # the embedded server's credentials; None on a given --nats
 
     def run(self) -> int:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(exist_ok=True)
+        private_folder(self.data_dir)
+        private_folder(self.log_dir)
         nats: EmbeddedNats | None = None
         url = self.options.nats_url
         if not url:
@@ -244,9 +247,12 @@ class Launcher:
                 say(f"error: another process serves {self.data_dir} (nats at {owner}); "
                     "wait for it to finish or use another --data-dir")
                 return 2
-            nats = EmbeddedNats(self.data_dir / "nats", url_file=self.data_dir / "nats.url")
+            self.auth = NatsAuth.of_data_dir(self.data_dir)
+            nats = EmbeddedNats(self.data_dir / "nats", url_file=self.data_dir / "nats.url",
+                                config=self.auth.config_path)
             url = nats.start()
-            say(f"nats-server started at {url} (store {self.data_dir / 'nats'})")
+            say(f"nats-server started at {url} (store {self.data_dir / 'nats'}; a password per service, "
+                f"in {self.auth.folder})")
         llm_server = None
         try:
             if self.options.llm_local:
@@ -271,9 +277,17 @@ class Launcher:
         say(f"llama-server started at {url} ({server.model_name}, {server.threads} thread(s))")
         return server
 
+    def _credentials(self, role: str) -> dict[str, str]:
+        """The variables that log a service in: as its role on the embedded server; on a given
+        --nats, as whoever ASI_NATS_USER / ASI_NATS_PASSWORD name (or the URL's user)."""
+        if self.auth is None:
+            return {k: os.environ[k] for k in ("ASI_NATS_USER", "ASI_NATS_PASSWORD") if k in os.environ}
+        user, password = self.auth.credentials(role)
+        return {"ASI_NATS_USER": user, "ASI_NATS_PASSWORD": password}
+
     def _env(self, url: str, run_id: str, ports: dict[str, int]) -> dict[str, str]:
         # The judge's promotion settings pass through (ASI_PROMOTE_*, see services/judge/README.md), and
-        # the key of an LLM server that wants one (ASI_LLM_API_KEY).
+        # the key of an LLM server that wants one (ASI_LLM_API_KEY). NATS credentials are per role.
         base = {k: v for k, v in os.environ.items()
                 if not k.startswith("ASI_") or k.startswith("ASI_PROMOTE_") or k == "ASI_LLM_API_KEY"}
         return {**base, "ASI_NATS_URL": url, "ASI_DATA_DIR": str(self.data_dir), "ASI_RUN_ID": run_id,
@@ -288,18 +302,22 @@ class Launcher:
         env = self._env(url, run_id, ports)
         processes = []
         for name in SERVICE_NAMES:
-            processes.append(ServiceProcess(name, name, {**env, "ASI_GRPC_PORT": str(ports[name]),
+            processes.append(ServiceProcess(name, name, {**env, **self._credentials(name),
+                                                         "ASI_GRPC_PORT": str(ports[name]),
                                                          "ASI_METRICS_PORT": str(free_port())}, self.log_dir))
         threads = str(threads_per_engineer(usable_cores(), self.options.engineers))
         for i in range(1, self.options.engineers + 1):
             processes.append(ServiceProcess(f"engineer-{i}", "engineer",
-                                            {**env, "ASI_WORKER_ID": f"engineer-{i}", "ASI_GRPC_PORT": "0",
+                                            {**env, **self._credentials("engineer"),
+                                             "ASI_WORKER_ID": f"engineer-{i}", "ASI_GRPC_PORT": "0",
                                              "ASI_METRICS_PORT": str(free_port()), ENGINEER_THREADS_ENV: threads},
                                             self.log_dir))
         return processes
 
     async def _main(self, url: str) -> int:
-        store = await EventStore.open(url, "launcher")
+        login = self._credentials(OPERATOR)
+        store = await EventStore.open(url, "launcher", user=login.get("ASI_NATS_USER", ""),
+                                      password=login.get("ASI_NATS_PASSWORD", ""))
         try:
             projection, next_seq = await load(store)
             run = projection.latest_run()

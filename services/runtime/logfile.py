@@ -11,6 +11,7 @@ from typing import TypeVar
 from services.pb import events_pb2
 from services.runtime import envelope
 from services.runtime.eventstore import EventStore
+from services.runtime.natsauth import OPERATOR, NatsAuth
 from services.runtime.natsserver import EmbeddedNats, running_url
 from services.runtime.projection import Projection
 
@@ -25,16 +26,18 @@ def with_log(data_dir: Path, work: Callable[[EventStore], Awaitable[T]], *, crea
     """Run `work` against the event log of `data_dir`: through the server that owns it, or one
     started for the call."""
     url = running_url(data_dir)
-    if url:
-        return asyncio.run(_with_store(url, work))
-    if not create and not (data_dir / "nats").is_dir():
+    if not url and not create and not (data_dir / "nats").is_dir():
         raise LogNotFound(f"no event log in {data_dir} (expected {data_dir / 'nats'}); run `asi-arch run` first")
-    with EmbeddedNats(data_dir / "nats", url_file=data_dir / "nats.url") as server:
-        return asyncio.run(_with_store(server.url, work))
+    auth = NatsAuth.of_data_dir(data_dir)  # the data dir's own credentials, as its server has them
+    if url:
+        return asyncio.run(_with_store(url, auth, work))
+    with EmbeddedNats(data_dir / "nats", url_file=data_dir / "nats.url", config=auth.config_path) as server:
+        return asyncio.run(_with_store(server.url, auth, work))
 
 
-async def _with_store(url: str, work: Callable[[EventStore], Awaitable[T]]) -> T:
-    store = await EventStore.open(url, "cli")
+async def _with_store(url: str, auth: NatsAuth, work: Callable[[EventStore], Awaitable[T]]) -> T:
+    user, password = auth.credentials(OPERATOR)
+    store = await EventStore.open(url, "cli", user=user, password=password)
     try:
         return await work(store)
     finally:

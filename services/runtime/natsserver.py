@@ -7,6 +7,7 @@ of starting a second server on the same files.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -49,8 +50,10 @@ def _healthy(monitor_port: int) -> bool:
 class EmbeddedNats:
     """A nats-server child process with JetStream storing under `store_dir`."""
 
-    def __init__(self, store_dir: Path, *, port: int = 0, url_file: Path | None = None) -> None:
+    def __init__(self, store_dir: Path, *, port: int = 0, url_file: Path | None = None,
+                 config: Path | None = None) -> None:
         self.store_dir = store_dir
+        self.config = config  # nats-server configuration (the data dir's authorization); None: open
         self.port = port or free_port()
         self.monitor_port = free_port()
         self.url_file = url_file
@@ -65,7 +68,10 @@ class EmbeddedNats:
         log_path = self.store_dir.parent / "nats-server.log"
         cmd = [server_binary(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
                "-p", str(self.port), "-m", str(self.monitor_port)]
-        with open(log_path, "ab") as log:
+        if self.config is not None:
+            cmd += ["-c", str(self.config)]
+        # Owner-only, like everything in a data dir: candidate code runs as another user.
+        with open(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout_s

@@ -145,7 +145,8 @@ async def test_a_bad_message_is_logged_recorded_and_changes_no_projection(
     await store.append(proposed("a2"), run_id="r", aggregate_id="arch-a2")
     # The bad message goes to the subject its envelope names (or arch-x), bypassing the store's
     # checks; a JetStream publish returns once it is stored, so the good event lands after it.
-    subject = "asi.events.arch-x" if case != "replayed old event" else "asi.events.arch-a1"
+    subject = ("asi.events.arch-x.ArchitectureProposed" if case != "replayed old event"
+               else "asi.events.arch-a1.ArchitectureProposed")
     bad_seq = (await store.js.publish(subject, await make_bad(store))).seq
     after = await store.append(proposed("a3"), run_id="r", aggregate_id="arch-a3")
 
@@ -186,7 +187,7 @@ async def test_a_reader_restarted_on_a_rejected_message_records_no_second_reject
     # Within the duplicate window the server would drop a second EventRejected; beyond it, only the
     # reader's own record of earlier rejections does. So no reader may even try to append one.
     await store.append(proposed("a1"), run_id="r", aggregate_id="arch-a1")
-    await store.js.publish("asi.events.arch-a1", b"\xff garbage")  # returns once stored
+    await store.js.publish("asi.events.arch-a1.ArchitectureProposed", b"\xff garbage")  # returns once stored
     await fold_until_idle(store)
     restarted = await EventStore.open(roomy_nats_url, "restarted")
     try:
@@ -209,7 +210,7 @@ async def test_a_read_past_the_end_of_the_log_leaves_later_events_to_be_checked(
     await store.append(proposed("a1"), run_id="r", aggregate_id="arch-a1")
     assert await store.read(5) is None
     # Messages 2 to 4 are not taken for gaps: they are checked when they arrive.
-    await store.js.publish("asi.events.arch-a1", await replayed(store))
+    await store.js.publish("asi.events.arch-a1.ArchitectureProposed", await replayed(store))
     second = await store.append(proposed("a2"), run_id="r", aggregate_id="arch-a2")
     assert second.sequence == 2
     records = await store.read_all()

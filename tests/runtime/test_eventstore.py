@@ -63,7 +63,7 @@ async def test_many_writers_keep_one_unbroken_chain(store: EventStore) -> None:
 
 async def test_malformed_message_is_rejected_as_an_event_and_skipped(store: EventStore) -> None:
     await store.append(proposed("a1"), run_id="r", aggregate_id="arch-a1")
-    await store.nc.publish("asi.events.arch-a1", b"\xff not an envelope")
+    await store.nc.publish("asi.events.arch-a1.ArchitectureProposed", b"\xff not an envelope")
     await store.nc.flush()
     await store.append(proposed("a2"), run_id="r", aggregate_id="arch-a2")
     seen: list[str] = []

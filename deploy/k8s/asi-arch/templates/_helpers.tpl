@@ -121,11 +121,30 @@ Every service: NATS, data dir, its own ports. researcher, judge, analyst: the co
 lineage gRPC addresses and the LLM. cognition: Qdrant. engineer: its worker id and job lease
 settings, and no other address, since its pods may reach only NATS.
 */}}
+{{/* The NATS roles of services/runtime/natsauth.py, space-separated (a test compares them). */}}
+{{- define "asi-arch.natsRoles" -}}
+operator researcher engineer judge analyst cognition
+{{- end }}
+
+{{/* ASI_NATS_USER and ASI_NATS_PASSWORD of one role, from natsAuth's Secret. Input: dict "root" $ "role" NAME. */}}
+{{- define "asi-arch.natsLogin" -}}
+{{- if .root.Values.natsAuth.enabled }}
+- name: ASI_NATS_USER
+  value: {{ .role | quote }}
+- name: ASI_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .root.Values.natsAuth.secretName }}
+      key: {{ .role }}
+{{- end }}
+{{- end }}
+
 {{- define "asi-arch.env" -}}
 {{- $root := .root }}
 {{- $values := index $root.Values .component -}}
 - name: ASI_NATS_URL
   value: {{ include "asi-arch.natsUrl" $root | quote }}
+{{- include "asi-arch.natsLogin" (dict "root" $root "role" .component) }}
 - name: ASI_DATA_DIR
   value: {{ $root.Values.dataDir.path | quote }}
 - name: ASI_GRPC_PORT
@@ -300,7 +319,7 @@ spec:
           livenessProbe:
             {{- include "asi-arch.livenessProbe" (dict "probe" $root.Values.probes.liveness) | nindent 12 }}
           securityContext:
-            {{- toYaml $root.Values.containerSecurityContext | nindent 12 }}
+            {{- toYaml (mergeOverwrite (deepCopy $root.Values.containerSecurityContext) (deepCopy (default dict $values.containerSecurityContext))) | nindent 12 }}
           resources:
             {{- $resources := deepCopy (default dict $values.resources) }}
             {{- if $gpu }}
