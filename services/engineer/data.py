@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from services.runtime.private import private_folder
+
 VAL_FRACTION = 0.1  # share of files held out, chosen by a hash of the file's relative path
 
 
@@ -73,7 +75,7 @@ def prepare_corpus(corpus: str | os.PathLike | None, cache_dir: Path) -> tuple[P
             relative = str(path.relative_to(root))
             (val_parts if is_validation(relative) else train_parts).append(path.read_bytes())
         train_bytes, val_bytes = b"".join(train_parts), b"".join(val_parts)
-    out.mkdir(parents=True, exist_ok=True)
+    private_folder(out)
     for path, payload in ((train_path, train_bytes), (val_path, val_bytes)):
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(payload)

@@ -21,6 +21,7 @@ from services.engineer.data import prepare_corpus
 from services.engineer.placement import experiment_threads
 from services.engineer.profiles import get_profile
 from services.engineer.sandbox import Limits, run_sandboxed
+from services.runtime.private import private_folder
 
 DATA_DIR_ENV = "ASI_DATA_DIR"  # the same variable the services read (services/runtime/config.py)
 CHECK_TIMEOUT_S = 180.0  # probes take seconds; the rest is slack for a loaded machine
@@ -159,7 +160,7 @@ def run_experiment(
         if event["event"] == "progress" and on_progress is not None:
             on_progress({k: v for k, v in event.items() if k != "event"})
 
-    (data / "checkpoints").mkdir(parents=True, exist_ok=True)
+    private_folder(data / "checkpoints")
     landing = Path(tempfile.mkdtemp(prefix="incoming-", dir=data / "checkpoints"))
     try:
         events = run_sandboxed(request, code, limits, forward_progress, keep=("checkpoint.pt",), keep_dir=landing)

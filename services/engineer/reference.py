@@ -17,6 +17,7 @@ from pathlib import Path
 from services.engineer.baselines import BASELINES, baseline_code
 from services.engineer.harness import run_experiment
 from services.engineer.profiles import get_profile
+from services.runtime.private import private_folder
 
 
 def cache_key(code: str, profile: str, seed: int) -> str:
@@ -36,7 +37,7 @@ def baseline_result(name: str, profile: str, seed: int, data_dir: Path, *, corpu
     result = run_experiment(code, profile, seed, corpus=corpus, on_progress=on_progress, data_dir=data_dir)
     result = {"name": name, "profile": profile, "seed": seed, **result}
     if corpus is None and result["ok"]:  # failures are not cached: they may be the machine's fault
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(result, indent=1))
         tmp.replace(path)

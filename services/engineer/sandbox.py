@@ -5,9 +5,11 @@ namespace whose processes all die with the child (``unshare -p -f``); a fresh
 network namespace (``unshare -n``) and a mount namespace whose world-writable folders (/tmp,
 /var/tmp, /dev/shm, /run/lock) are private, empty tmpfs, where the OS allows; an environment built from
 nothing (no inherited variables, hence no credentials); kernel resource limits (address
-space, CPU seconds, file size, processes); a scratch directory owned by ``nobody``, the user
-the child switches to before running candidate code; and an audit hook inside the child that
-names the violation.  Whatever the candidate does, the caller gets a list of events ending in
+space, CPU seconds, file size, processes); a user of its own (from ``SANDBOX_UIDS``), which owns
+the scratch directory and which the child switches to before running candidate code; a seccomp
+filter refusing every socket but a Unix one; and an audit hook inside the child that names the
+violation. Where no PID namespace can be made, every process of the sandbox's user is killed when
+it ends.  Whatever the candidate does, the caller gets a list of events ending in
 ``result`` or ``failure``.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import selectors
 import shutil
 import signal
@@ -27,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.engineer.sandbox_child import CANDIDATE_FILE, NOBODY
+from services.engineer.sandbox_child import CANDIDATE_FILE, SANDBOX_UIDS
 from services.runtime.processes import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +54,7 @@ class Limits:
     memory_mb: int | None  # address space; None leaves it unbounded (CUDA maps terabytes)
     threads: int
     file_mb: int = 2048  # the largest file the child may write: room for a checkpoint
-    processes: int = 4096  # per-user count, shared by every sandbox running as nobody; stops fork bombs
+    processes: int = 4096  # the sandbox user's process count (its own user: its own count); stops fork bombs
 
 
 # A PID namespace's first process is its init: when it ends, the kernel kills every process in
@@ -100,12 +103,24 @@ def _environment(scratch: Path, threads: int) -> dict[str, str]:
     }
 
 
-def _make_scratch() -> Path:
+def _make_scratch(uid: int) -> Path:
+    """The child's working directory: ours, and its user's through the group (the child's gid is its
+    uid), so that without CAP_DAC_OVERRIDE or CAP_FOWNER (an engineer pod) we can still write the
+    request into it, and move and delete what it leaves there. No one else may enter."""
     scratch = Path(tempfile.mkdtemp(prefix="asi-sandbox-"))
     if os.geteuid() == 0:
-        os.chown(scratch, NOBODY, NOBODY)
-    scratch.chmod(0o700)
+        os.chown(scratch, -1, uid)
+        scratch.chmod(0o770)
     return scratch
+
+
+def _kill_user(uid: int) -> None:
+    """SIGKILL every process of the sandbox's user: what it left behind where no PID namespace
+    could end it (a pod without CAP_SYS_ADMIN), such as a child that called setsid."""
+    # The shell's own kill, as that user: kill(-1) reaches exactly that user's processes (the shell
+    # too). Not our Python, whose installation that user may not be allowed to read.
+    subprocess.run(["/bin/sh", "-c", "kill -KILL -1"], user=uid, group=uid, extra_groups=[],
+                   capture_output=True, timeout=30)
 
 
 def run_sandboxed(
@@ -123,10 +138,12 @@ def run_sandboxed(
     are moved from the scratch directory into ``keep_dir`` before the scratch is deleted.
     ``child`` is the module the sandboxed process runs (the judge's leak re-check has its own).
     """
-    scratch = _make_scratch()
+    uid = random.choice(SANDBOX_UIDS)
+    scratch = _make_scratch(uid)
     namespaces = namespaces_available()
     request = {
         **request,
+        "uid": uid,
         "threads": limits.threads,
         "network_isolated": "-n" in namespaces,
         "mount_namespace": "-m" in namespaces,
@@ -157,7 +174,7 @@ def run_sandboxed(
             pass_fds=(write_fd,),
             start_new_session=True,  # its own process group: one kill ends it and anything it started
             # Killed with its caller from the first instruction, imports included (the child sets it
-            # again after its switch to nobody, which clears it).
+            # again after its user switch, which clears it).
             preexec_fn=functools.partial(die_with_parent, signal.SIGKILL),
         )
         os.close(write_fd)  # the child holds it now; our copy would keep the pipe open forever
@@ -188,6 +205,8 @@ def run_sandboxed(
             os.close(write_fd)
         stderr_file.close()
         shutil.rmtree(scratch, ignore_errors=True)
+        if os.geteuid() == 0 and "-p" not in namespaces:
+            _kill_user(uid)
     isolation = next((e for e in events if e["event"] == "isolation"), None)
     if isolation is None:
         events.insert(0, {"event": "isolation", "network_isolated": "-n" in namespaces})

@@ -3,7 +3,7 @@
 Started by ``sandbox.run_sandboxed`` as ``python -I -B -c <bootstrap> SCRATCH FD``.  Order
 matters: limits first, then everything that needs the outside world (imports, the corpus,
 the reference mixer, a warm-up that triggers torch's lazy imports), then ``enter_jail``
-(drop to ``nobody``, chdir to scratch, audit hook), and only then the candidate's code.
+(drop to the sandbox's own user, chdir to scratch, network filter, audit hook), and only then the candidate's code.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
+import platform  # noqa: E402
 import signal  # noqa: E402
+import struct  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 import types  # noqa: E402
@@ -40,7 +42,10 @@ from pathlib import Path  # noqa: E402
 
 from services.runtime import processes  # noqa: E402
 
-NOBODY = 65534
+# The user candidate code runs as: one of its own per sandbox, drawn from a range no account and
+# no file uses and which a pod's user namespace still maps (it maps 0-65535), so its process limit
+# counts its own processes only, and after it ends every process of that user can be killed.
+SANDBOX_UIDS = range(40_000, 60_000)
 CANDIDATE_FILE = "candidate.py"
 TRACEBACK_CHARS = 4000  # enough for the candidate's frames; the researcher's context is finite
 MEMORY_MESSAGES = ("can't allocate memory", "not enough memory", "out of memory", "cannot allocate memory")
@@ -120,7 +125,8 @@ def install_audit_hook(scratch: str, channel: Channel) -> None:
     """From now on, a forbidden operation ends the process at once with a ``sandbox_violation``.
 
     The hook exits instead of raising, so the candidate cannot catch and ignore it.  The OS
-    limits (no network namespace, uid ``nobody``) stand behind it; this layer names the fault.
+    limits (no network namespace, the seccomp filter, the sandbox's own uid) stand behind it; this
+    layer names the fault.
     """
 
     def violation(message: str) -> None:
@@ -154,7 +160,7 @@ def die_with_parent() -> None:
 def hide_shared_folders() -> list[str]:
     """Mount empty, small tmpfs over the folders every user may write to (in our own mount namespace).
 
-    ``nobody`` can write nowhere else; with these hidden, a write that escapes the audit hook (C
+    The sandbox's user can write nowhere else; with these hidden, a write that escapes the audit hook (C
     code opening files itself) lands in a private tmpfs that vanishes with the process.
     """
     libc = ctypes.CDLL(None, use_errno=True)
@@ -168,8 +174,51 @@ def hide_shared_folders() -> list[str]:
     return hidden
 
 
-def enter_jail(scratch: Path, channel: Channel, mount_namespace: bool) -> dict:
-    """Drop to ``nobody`` and confine writes to ``scratch``; return what isolation was achieved.
+# The seccomp filter of `block_network`, by machine: the kernel's audit architecture, and the
+# numbers of socket(2) and io_uring_setup(2) (io_uring can open and connect sockets by itself).
+SECCOMP_ARCHES = {"x86_64": (0xC000003E, 41, 425), "aarch64": (0xC00000B7, 198, 425)}
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+AF_UNIX = 1
+
+
+def block_network() -> bool:
+    """Refuse every socket but a Unix one, and io_uring, with EACCES: a seccomp filter that holds
+    where no network namespace can be made (a pod without CAP_SYS_ADMIN). False on a machine the
+    filter does not know; the network namespace and the pod's NetworkPolicy still stand there."""
+    arch = SECCOMP_ARCHES.get(platform.machine())
+    if arch is None:
+        return False
+    audit_arch, socket_nr, io_uring_nr = arch
+    load, jump_equal, jump_at_least, ret = 0x20, 0x15, 0x35, 0x06  # classic BPF: LD|W|ABS, JMP|JEQ|K, JMP|JGE|K, RET|K
+    allow, refuse = 0x7FFF0000, 0x00050000 | errno.EACCES  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
+    program = [  # (code, jump if true, jump if false, k): jumps count the instructions skipped
+        (load, 0, 0, 4),  # 0: seccomp_data.arch
+        (jump_equal, 1, 0, audit_arch),  # 1
+        (ret, 0, 0, refuse),  # 2: another ABI (32-bit calls on a 64-bit kernel)
+        (load, 0, 0, 0),  # 3: seccomp_data.nr
+        (jump_at_least, 5, 0, 0x40000000),  # 4: x32 calls carry this bit: refused
+        (jump_equal, 4, 0, io_uring_nr),  # 5
+        (jump_equal, 0, 2, socket_nr),  # 6: anything else is allowed
+        (load, 0, 0, 16),  # 7: the low word of args[0], the socket's domain
+        (jump_equal, 0, 1, AF_UNIX),  # 8
+        (ret, 0, 0, allow),  # 9
+        (ret, 0, 0, refuse),  # 10
+    ]
+    filters = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(filters))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4  # the program's address is 64-bit
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "cannot set no_new_privs for the network filter")
+    prog_buffer = ctypes.create_string_buffer(fprog)
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog_buffer), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "cannot install the seccomp network filter")
+    return True
+
+
+def enter_jail(scratch: Path, channel: Channel, mount_namespace: bool, uid: int) -> dict:
+    """Drop to the sandbox's own ``uid`` and confine writes to ``scratch``; return what isolation
+    was achieved.
 
     The working directory is the scratch from here on, and the child uses relative paths only:
     if the scratch lies under /tmp, its absolute path now names the private tmpfs instead.
@@ -180,12 +229,13 @@ def enter_jail(scratch: Path, channel: Channel, mount_namespace: bool) -> dict:
         isolation["private_folders"] = hide_shared_folders()
     if os.geteuid() == 0:
         os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
-        isolation["uid"] = NOBODY
+        os.setgid(uid)
+        os.setuid(uid)
+        isolation["uid"] = uid
     else:
         isolation["uid"] = os.geteuid()
         isolation["uid_note"] = "not root: cannot switch user; relying on the caller's user and the audit hook"
+    isolation["network_filter"] = block_network()
     die_with_parent()
     install_audit_hook(os.getcwd(), channel)
     return isolation
@@ -246,7 +296,7 @@ def main() -> None:
     del warm, loss
     early_phases["warm_up"] = time.perf_counter() - warm_up_started
 
-    isolation = enter_jail(scratch, channel, request["mount_namespace"])
+    isolation = enter_jail(scratch, channel, request["mount_namespace"], request["uid"])
     isolation["network_isolated"] = request["network_isolated"]
     isolation["pid_namespace"] = request["pid_namespace"]
     # The host's pid (the caller's /proc names it so), not the namespace's 1.

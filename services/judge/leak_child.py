@@ -47,7 +47,7 @@ def main() -> None:
     warm.hidden(torch.randint(0, 300, (1, 8)))
     del warm
 
-    enter_jail(scratch, channel, request["mount_namespace"])
+    enter_jail(scratch, channel, request["mount_namespace"], request["uid"])
     try:
         config = ModelConfig(**checkpoint["model_config"])
         model = LanguageModel(config, load_mixer(Path(CANDIDATE_FILE).read_text(), Path(CANDIDATE_FILE)))

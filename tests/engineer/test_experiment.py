@@ -17,6 +17,7 @@ from services.engineer.baselines import baseline_code
 from services.engineer.harness import run_experiment
 from services.engineer.profiles import PROFILES, get_profile
 from services.engineer.reference import baseline_result, render_markdown, run_baselines, separation, summarise
+from services.engineer.sandbox_child import SANDBOX_UIDS
 from tests.engineer import mixers
 
 PROBES = ("build", "forward_backward", "finite", "causal", "complexity", "params")
@@ -73,7 +74,7 @@ def test_the_checkpoint_is_stored_by_content_hash_and_describes_itself(
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users and making namespaces need root")
 def test_the_sandbox_ran_as_nobody_without_network(experiment: tuple[dict, list[dict], Path]) -> None:
     result, _, _ = experiment
-    assert result["isolation"]["uid"] == 65534
+    assert result["isolation"]["uid"] in SANDBOX_UIDS
     assert result["isolation"]["network_isolated"] is True
 
 

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from services.engineer.data import prepare_corpus
 from services.engineer.sandbox import REPO_ROOT, Limits, namespaces_available, run_sandboxed
 from services.pb import events_pb2
 from services.runtime.eventstore import EventStore
 from services.runtime.natsserver import EmbeddedNats
+from services.runtime.private import private_folder
 from tests.engineer import mixers
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the OS layers of the sandbox need root")
@@ -124,26 +126,34 @@ async def test_the_event_log_a_credentials_file_and_the_callers_environment_are_
         credentials = data_dir_outside_tmp / "credentials"
         credentials.write_text(f"token={SECRET}\n")
         credentials.chmod(0o600)
+        # What an engineer keeps there: the corpus splits and a checkpoint, in folders it makes.
+        splits = prepare_corpus(None, data_dir_outside_tmp)
+        checkpoint = private_folder(data_dir_outside_tmp / "checkpoints") / "0123abcd.pt"
+        checkpoint.write_bytes(b"weights")
         # Everything under the data dir, then the caller's own environment and init's.
         reader = in_init(
             "import os\n"
-            "found, refused = [], []\n"
+            "found, refused, opened = [], [], []\n"
             f"paths = [os.path.join(d, f) for d, _, fs in os.walk({str(data_dir_outside_tmp)!r}) for f in fs]\n"
+            f"paths += {[str(p) for p in (*splits, checkpoint)]!r}\n"
             f"paths += ['/proc/{os.getpid()}/environ', '/proc/1/environ']\n"
             "for path in paths:\n"
             "    try:\n"
-            f"        if {SECRET!r}.encode() in open(path, 'rb').read():\n"
+            "        blob = open(path, 'rb').read()\n"
+            "        opened.append(path)\n"
+            f"        if {SECRET!r}.encode() in blob:\n"
             "            found.append(path)\n"
             "    except OSError as exc:\n"
             "        refused.append(type(exc).__name__)\n"
-            "raise RuntimeError(f'found {found} refused {sorted(set(refused))} walked {len(paths)}')"
+            "raise RuntimeError(f'found {found} refused {sorted(set(refused))} opened {opened}')"
         )
         failure, _ = run_hostile(reader)
     finally:
         server.stop()
     assert "found []" in failure["message"], failure["message"]
-    # The walk saw the two environ files at least, and each read was refused by the OS.
-    assert "refused ['PermissionError']" in failure["message"]
+    # The splits, the checkpoint and the environ files at least, each refused by the OS; nothing
+    # in the data dir could be opened at all (its folders are the engineer's alone).
+    assert "refused ['PermissionError'] opened []" in failure["message"], failure["message"]
 
 
 def test_a_connection_to_the_nats_server_finds_no_route(nats_server: EmbeddedNats) -> None:
@@ -156,7 +166,8 @@ def test_a_connection_to_the_nats_server_finds_no_route(nats_server: EmbeddedNat
         f"address = struct.pack('>HH4s8x', 0, {port}, bytes([127, 0, 0, 1]))\n"
         "address = struct.pack('<H', 2) + address[2:]\n"  # sa_family in host order, the port in network order
         "result = libc.connect(fd, address, 16)\n"
-        "raise RuntimeError(f'connect {result} errno {ctypes.get_errno()}')"
+        "raise RuntimeError(f'socket {fd} connect {result} errno {ctypes.get_errno()}')"
     )
     failure, _ = run_hostile(dialer)
-    assert failure["message"].endswith("connect -1 errno 101"), failure["message"]  # ENETUNREACH
+    # The seccomp filter refuses the socket (EACCES); the network namespace stands behind it.
+    assert failure["message"].endswith("socket -1 connect -1 errno 9"), failure["message"]  # EBADF
