@@ -11,7 +11,13 @@ embedded nats-server in a temporary folder and measures, in one process:
    events/s, p50 and p99 latency, and their ratio to the bare publish: what the guarantees cost.
 2. Replay: a log of `--replay-events` valid, chained events (published pipelined, as fast as the
    server takes them) read back by a fresh store and folded into the projections, as a service
-   or `asi-arch replay` starting on a data dir does; reported as events/s.
+   starting on a data dir does (`follow` reads a long stretch in batches of `READ_BATCH`, each
+   message decoded, its hash checked and linked to the chain); reported as events/s, the
+   latencies as each batch's time per event.
+3. The training queue: `--queue-jobs` short jobs (refused by the engineer's static check, so the
+   queue, the lease and each job's two events are what is timed) through the real queue to one
+   engineer process, then to `--queue-workers` of them: jobs/s, the speed-up over one engineer,
+   each worker's share and the busiest worker's share over an even one.
 
 Prints a table, then one JSON line.
 """
@@ -21,18 +27,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from google.protobuf.message import Message
 from nats.js import api
 
-from services.pb import events_pb2
-from services.runtime import envelope
-from services.runtime.eventstore import EventStore, subject_of
+from services.pb import events_pb2, jobs_pb2
+from services.runtime import envelope, jobs
+from services.runtime.eventstore import JOBS_STREAM, EventStore, subject_of
 from services.runtime.natsserver import EmbeddedNats
 from services.runtime.projection import Projection
 
@@ -138,16 +148,21 @@ async def bench_replay(url: str, count: int) -> Timing:
     store = await EventStore.open(url, "bench-replay")
     try:
         projection = Projection()
-        latencies = []
+        latencies: list[float] = []
         started = time.perf_counter()
-        last = await store.last_seq()
-        for seq in range(1, last + 1):
+        seq = 1
+        while True:
             began = time.perf_counter()
-            record = await store.read(seq)
-            if record is None or record.env is None or record.event is None:
-                raise RuntimeError(f"message {seq} of the benchmark's log is not a valid event: {record}")
-            projection.apply(record.env, record.event)
-            latencies.append(time.perf_counter() - began)
+            records = await store.read_from(seq)  # as a service's `follow` reads: in batches
+            if not records:
+                break
+            for record in records:
+                if record.env is None or record.event is None:
+                    raise RuntimeError(f"message {record.stream_seq} of the benchmark's log is not a valid "
+                                       f"event: {record.error}")
+                projection.apply(record.env, record.event)
+            latencies += [(time.perf_counter() - began) / len(records)] * len(records)
+            seq = records[-1].stream_seq + 1
         replay = timing(latencies, time.perf_counter() - started)
     finally:
         await store.close()
@@ -156,14 +171,71 @@ async def bench_replay(url: str, count: int) -> Timing:
     return replay
 
 
-async def run(appends: int, replay_events: int) -> dict:
+@dataclass(frozen=True)
+class QueueRun:
+    workers: int
+    jobs: int
+    seconds: float
+    jobs_per_s: float
+    per_worker: dict[str, int]  # jobs each worker finished
+    spread: float  # the busiest worker's share over an even share: 1.0 is perfectly even
+
+
+async def bench_queue(folder: Path, workers: int, count: int) -> QueueRun:
+    """`count` short jobs through the real queue to `workers` engineer processes (`asi-arch serve
+    engineer`): each job is refused by the engineer's static check, so what is timed is the queue,
+    the lease and the two events of each job, not training."""
+    with EmbeddedNats(folder / f"queue-{workers}") as server:
+        store = await EventStore.open(server.url, "bench-queue")
+        env = {**os.environ, "ASI_NATS_URL": server.url, "ASI_DATA_DIR": str(folder / f"data-{workers}"),
+               "ASI_GRPC_PORT": "0", "ASI_METRICS_PORT": "0"}
+        engineers = [subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "engineer"],
+                                      env={**env, "ASI_WORKER_ID": f"engineer-{i}"}, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True)
+                     for i in range(1, workers + 1)]
+        try:
+            await jobs.ensure_consumer(store.js, ack_wait_s=30, max_deliver=3)
+            while (await store.js.consumer_info(JOBS_STREAM, jobs.CONSUMER)).num_waiting < workers:
+                await asyncio.sleep(0.1)  # every engineer has its pull request waiting
+            started = time.perf_counter()
+            for n in range(count):
+                await jobs.submit(store.js, jobs_pb2.TrainingJob(
+                    job_id=f"job-{n}", arch_id=f"arch-q{n}", run_id="bench", profile="tiny", seed=n,
+                    code="import os  # refused by the static check: a job of a few milliseconds\n"))
+            outcomes: list = []
+            seq = 1
+            while len(outcomes) < count:  # read on as the log grows
+                records = await store.read_from(seq)
+                if not records:
+                    await asyncio.sleep(0.02)
+                    continue
+                outcomes += [r.event for r in records if r.env and r.env.type == "TrainingFailed"]
+                seq = records[-1].stream_seq + 1
+            seconds = time.perf_counter() - started
+        finally:
+            for engineer in engineers:
+                engineer.terminate()
+            for engineer in engineers:
+                engineer.wait(timeout=30)
+            await store.close()
+    per_worker = dict(sorted(Counter(o.worker for o in outcomes).items()))
+    return QueueRun(workers, count, round(seconds, 3), round(count / seconds, 1), per_worker,
+                    round(max(per_worker.values()) / (count / workers), 3))
+
+
+async def run(appends: int, replay_events: int, queue_jobs: int, queue_workers: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="asi-bench-load-") as folder:
         # Two servers: the replay's log starts empty, as a data dir's does.
         with EmbeddedNats(Path(folder) / "appends") as server:
             append_timing, bare_timing = await bench_appends(server.url, appends)
         with EmbeddedNats(Path(folder) / "replay") as server:
             replay_timing = await bench_replay(server.url, replay_events)
+        one = await bench_queue(Path(folder), 1, queue_jobs)  # the reference: one engineer, same jobs
+        many = await bench_queue(Path(folder), queue_workers, queue_jobs)
     return {
+        "queue_one_engineer": asdict(one),
+        "queue": asdict(many),
+        "queue_speedup": round(many.jobs_per_s / one.jobs_per_s, 3),
         "append": asdict(append_timing),
         "bare_publish": asdict(bare_timing),
         "append_to_bare_ratio": round(append_timing.events_per_s / bare_timing.events_per_s, 3),
@@ -180,6 +252,11 @@ def table(report: dict) -> str:
     lines += [f"{name:42} {t['events']:>8} {t['events_per_s']:>10.1f} {t['p50_ms']:>8.3f} {t['p99_ms']:>8.3f}"
               for name, t in rows]
     lines.append(f"append / bare publish: {report['append_to_bare_ratio']:.3f} of the events/s")
+    for key in ("queue_one_engineer", "queue"):
+        q = report[key]
+        lines.append(f"queue, {q['workers']} engineer(s): {q['jobs']} jobs in {q['seconds']:.2f} s, "
+                     f"{q['jobs_per_s']:.1f} jobs/s, per worker {q['per_worker']}, busiest/even {q['spread']:.2f}")
+    lines.append(f"queue speed-up, {report['queue']['workers']} engineers over 1: {report['queue_speedup']:.2f}x")
     return "\n".join(lines)
 
 
@@ -187,8 +264,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--appends", type=int, default=2000, help="events appended, and published bare")
     parser.add_argument("--replay-events", type=int, default=100_000, help="events in the replayed log")
+    parser.add_argument("--queue-jobs", type=int, default=200, help="short jobs through the training queue")
+    parser.add_argument("--queue-workers", type=int, default=4, help="engineer processes sharing the queue")
     args = parser.parse_args()
-    report = asyncio.run(run(args.appends, args.replay_events))
+    report = asyncio.run(run(args.appends, args.replay_events, args.queue_jobs, args.queue_workers))
     print(table(report))
     print(json.dumps(report, sort_keys=True))
 

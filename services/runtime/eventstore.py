@@ -20,7 +20,7 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import nats
@@ -42,6 +42,9 @@ REJECTIONS_AGGREGATE = "rejections"
 # Conflicts on expected sequences: 10071 "wrong last sequence"; 10164 on some versions.
 CONFLICT_CODES = {10071, 10164}
 STREAM_EXISTS_CODE = 10058
+READ_BATCH = 1000  # messages per round trip when reading a stretch of the log
+BATCH_FROM = 16  # a stretch longer than this is read in batches; a shorter one message by message
+READER_IDLE_S = 30.0  # the server drops a batch reader's consumer after this long unused
 _AGGREGATE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _TRANSIENT = (asyncio.TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
               nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError)
@@ -165,6 +168,15 @@ async def connect(url: str, service: str, closing: asyncio.Event | None = None, 
     )
 
 
+def _decoded(stream_seq: int, subject: str, data: bytes) -> Record:
+    try:
+        env, event = envelope.decode(data)
+    except envelope.MalformedEvent as exc:
+        return Record(stream_seq, subject, None, None, str(exc), data[:200])
+    # The excerpt too: a well-formed event may still be rejected for not linking to the chain.
+    return Record(stream_seq, subject, env, event, raw=data[:200])
+
+
 class EventStore:
     def __init__(self, nc: Client, service: str, closing: asyncio.Event | None = None) -> None:
         self.nc = nc
@@ -225,23 +237,39 @@ class EventStore:
                 raw = await self.js.get_msg(EVENTS_STREAM, seq=stream_seq)
             except NotFoundError:
                 return None
-            record = self._record(raw)
-            if stream_seq == self.chain.verified_seq + 1:
-                return self.chain.admit(record)
-        reason = self.chain.rejected.get(stream_seq)
-        return record if reason is None else Record(stream_seq, record.subject, None, None, reason, record.raw)
+            return self._classified(self._record(raw))
 
     def _record(self, raw: api.RawStreamMsg) -> Record:
-        data = raw.data or b""
+        return _decoded(raw.seq or 0, raw.subject or "", raw.data or b"")
+
+    async def _batches(self, first: int, last: int) -> AsyncIterator[list[Record]]:
+        """The messages from stream sequence `first` through `last`, in order, in batches: one
+        round trip per batch, through a short-lived consumer of the stream (a gap is skipped)."""
+        sub = await self.js.pull_subscribe(
+            f"{EVENTS_SUBJECT_ROOT}.>", stream=EVENTS_STREAM,
+            config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first,
+                                      ack_policy=api.AckPolicy.NONE, inactive_threshold=READER_IDLE_S,
+                                      mem_storage=True, num_replicas=1))
         try:
-            env, event = envelope.decode(data)
-        except envelope.MalformedEvent as exc:
-            return Record(raw.seq or 0, raw.subject or "", None, None, str(exc), data[:200])
-        # The excerpt too: a well-formed event may still be rejected for not linking to the chain.
-        return Record(raw.seq or 0, raw.subject or "", env, event, raw=data[:200])
+            seen = first - 1
+            while seen < last:
+                messages = await sub.fetch(batch=min(READ_BATCH, last - seen), timeout=5)
+                batch = [_decoded(m.metadata.sequence.stream, m.subject, m.data) for m in messages]
+                batch = [r for r in batch if r.stream_seq <= last]
+                if not batch:
+                    return
+                seen = batch[-1].stream_seq
+                yield batch
+        finally:
+            await sub.unsubscribe()
 
     async def _verify_through(self, stream_seq: int) -> None:
-        """Classify every message up to `stream_seq` not yet classified (the lock is held)."""
+        """Classify every message up to `stream_seq` not yet classified (the lock is held): a long
+        stretch in batches, a few messages one by one."""
+        if stream_seq - self.chain.verified_seq > BATCH_FROM:
+            async for batch in self._batches(self.chain.verified_seq + 1, stream_seq):
+                for record in batch:
+                    self.chain.admit(record)
         while self.chain.verified_seq < stream_seq:
             try:
                 raw = await self.js.get_msg(EVENTS_STREAM, seq=self.chain.verified_seq + 1)
@@ -252,13 +280,35 @@ class EventStore:
                 continue
             self.chain.admit(self._record(raw))
 
+    def _classified(self, record: Record) -> Record:
+        """The record as the chain has it (the lock is held): admitted or rejected if it comes next,
+        else as it was classified before."""
+        if record.stream_seq > self.chain.verified_seq:
+            return self.chain.admit(record)
+        reason = self.chain.rejected.get(record.stream_seq)
+        return record if reason is None else Record(record.stream_seq, record.subject, None, None, reason, record.raw)
+
+    async def read_from(self, stream_seq: int, *, limit: int = READ_BATCH) -> list[Record]:
+        """Up to `limit` messages from `stream_seq` on, classified, in one round trip where there
+        are many; [] at the end of the log."""
+        last = min(await self.last_seq(), stream_seq + limit - 1)
+        if last < stream_seq:
+            return []
+        if last - stream_seq < BATCH_FROM:
+            records = [await self.read(seq) for seq in range(stream_seq, last + 1)]
+            return [r for r in records if r is not None]
+        async with self._chain_lock:
+            await self._verify_through(stream_seq - 1)
+            return [self._classified(r) async for batch in self._batches(stream_seq, last) for r in batch]
+
     async def read_all(self) -> list[Record]:
+        """Every message of the log, classified: valid events, and the rest with their reason."""
         last = await self.last_seq()
-        records = []
-        for seq in range(1, last + 1):
-            record = await self.read(seq)
-            if record is not None:
-                records.append(record)
+        records: list[Record] = []
+        while records_read := await self.read_from(records[-1].stream_seq + 1 if records else 1):
+            records += records_read
+            if records[-1].stream_seq >= last:
+                break
         return records
 
     async def version(self, aggregate_id: str) -> int:
@@ -371,7 +421,8 @@ class EventStore:
     ) -> None:
         """Deliver every message from `start_seq` on, in order, forever (until `stop`).
 
-        Reads by sequence, so a reconnect or a server restart needs no re-binding; a core
+        Reads by sequence (a long stretch in batches through a consumer made for the read), so a
+        reconnect or a server restart needs no re-binding; a core
         subscription on the event subjects only wakes the loop early. `on_idle` runs each
         time the reader has caught up with the log. Malformed messages become
         EventRejected events and are skipped, as are events that do not link to the chain.
@@ -386,11 +437,11 @@ class EventStore:
         try:
             while stop is None or not stop.is_set():
                 try:
-                    record = await self.read(seq)
+                    records = await self.read_from(seq)
                 except _TRANSIENT:
                     await asyncio.sleep(0.5)
                     continue
-                if record is None:
+                if not records:
                     if on_idle is not None:
                         await on_idle()
                     wake.clear()
@@ -402,12 +453,15 @@ class EventStore:
                     for task in pending:
                         task.cancel()
                     continue
-                if record.env is None:
-                    await self.reject(record, consumer=self.service)
-                else:
-                    metrics.EVENTS_CONSUMED.labels(self.service, record.env.type).inc()
-                    await handle(record)
-                seq += 1
+                for record in records:
+                    if stop is not None and stop.is_set():
+                        return
+                    if record.env is None:
+                        await self.reject(record, consumer=self.service)
+                    else:
+                        metrics.EVENTS_CONSUMED.labels(self.service, record.env.type).inc()
+                        await handle(record)
+                    seq = record.stream_seq + 1
         finally:
             try:
                 await sub.unsubscribe()

@@ -37,12 +37,16 @@ OWNED_EVENTS: dict[str, tuple[str, ...]] = {
 JOB_PUBLISHERS = {"researcher", "judge"}  # training jobs: the researcher's experiments, the judge's re-runs
 ROLES = (OPERATOR, *OWNED_EVENTS)
 # The JetStream API as the services use it: streams made idempotently at start (an existing stream
-# with another configuration is refused, never changed), messages read by sequence, the jobs
-# consumer made, inspected and pulled, and jobs acknowledged.
+# with another configuration is refused, never changed), messages read by sequence or in batches
+# through a short-lived consumer of the log, the jobs consumer made, inspected and pulled, and jobs
+# acknowledged.
 SERVICE_API = (
     *(f"$JS.API.STREAM.{verb}.{stream}" for verb in ("CREATE", "INFO") for stream in (EVENTS_STREAM, JOBS_STREAM)),
     f"$JS.API.STREAM.MSG.GET.{EVENTS_STREAM}",
     f"$JS.API.DIRECT.GET.{EVENTS_STREAM}",
+    f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}",
+    f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.>",
+    f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.*",
     f"$JS.API.CONSUMER.CREATE.{JOBS_STREAM}.>",
     f"$JS.API.CONSUMER.DURABLE.CREATE.{JOBS_STREAM}.*",
     f"$JS.API.CONSUMER.INFO.{JOBS_STREAM}.*",
