@@ -18,6 +18,12 @@ by engineering around it, each step recorded:
 - the contract check (``gates.contract_failure``) and the engineer's probes name the error;
   a repair round then shows the model the failing line with its context.
 
+A second answer format, ``methods`` (``ASI_LLM_ANSWER=methods``): the model writes whole methods
+of the parent's ``Mixer`` (typically ``__init__`` and ``forward``), each replacing the parent's
+method of that name or added to the class. A whole method must define every name it uses where
+an edit could call a name it never defined (measured with the 1.5B model: edits called
+``chunk_gated_delta_rule(q, k, v, g, beta)`` with no ``g`` in 9 of 9 answers with code).
+
 The claimed origin is checked against what the answer cites: ``cognition`` must cite a
 retrieved cognition entry, ``experience`` an experience entry; unknown ids are dropped and a
 claim the citations do not support is recorded as ``original``, with the reason.
@@ -29,6 +35,7 @@ import ast
 import builtins
 import difflib
 import re
+import textwrap
 from dataclasses import dataclass, field
 
 from services.researcher.mind import Proposal, Reference
@@ -68,6 +75,21 @@ REPAIR_SCHEMA = {
     "properties": {"cause": {"type": "string"}, "edits": SCHEMA["properties"]["edits"]},
     "required": ["cause", "edits"],
 }
+MAX_METHODS = 4
+METHODS = {"type": "array", "items": {"type": "object", "properties": {"code": {"type": "string"}},
+                                      "required": ["code"]},
+           "minItems": 1, "maxItems": MAX_METHODS}
+METHODS_SCHEMA = {
+    "type": "object",
+    "properties": {**{k: v for k, v in SCHEMA["properties"].items() if k != "edits"}, "methods": METHODS},
+    "required": ["name", "motivation", "origin", "cites", "methods"],
+}
+REPAIR_METHODS_SCHEMA = {
+    "type": "object",
+    "properties": {"cause": {"type": "string"}, "methods": METHODS},
+    "required": ["cause", "methods"],
+}
+ANSWER_FORMATS = ("edits", "methods")
 
 CONTRACT = """The architecture contract (a file that breaks it is rejected before training):
 - The file defines `class Mixer(nn.Module)` with `__init__(self, d_model: int, n_heads: int)`
@@ -107,6 +129,29 @@ CURRENT code (a few whole lines) and replace is its corrected text. Fix the caus
 marked line; keep the design idea; keep the class name Mixer. A name that is not defined needs a
 line that defines it (copy it from the reference when the reference has it), placed before its
 first use; search for that place by a whole line of the CURRENT code. No Markdown fences.
+
+{CONTRACT}"""
+
+METHODS_RULES = """methods: a list of {"code": ...}, each one complete method of class Mixer, from its
+`def` line to its last line (for example the whole __init__ and the whole forward). A method you
+write replaces the PARENT's method of that name; a new name adds a method. Write every line of
+each method you change, not only the changed ones. Every name a method uses must be a parameter,
+a line of that method that computes it, a self.<attribute> that __init__ sets, or an import of the
+file. Keep the class name Mixer. No Markdown fences."""
+
+SYSTEM_METHODS = f"""You are an ML researcher who designs linear-attention token mixers in PyTorch.
+You change the PARENT file below by rewriting the methods of its class Mixer that one design idea
+touches. Answer with JSON only: name (a short new name), motivation (2-4 sentences: what changes
+and why it should help the measured weaknesses), origin ("cognition" if a cited cognition entry
+inspired it, "experience" if a cited experience entry did, else "original"), cites (ids of the
+entries you used, may be empty), and {METHODS_RULES}
+The kernel functions take only the arguments listed below.
+
+{CONTRACT}"""
+
+REPAIR_SYSTEM_METHODS = f"""You fix PyTorch token-mixer files that failed a check.
+Answer with JSON only: cause (one sentence: what in the code causes the error) and {METHODS_RULES}
+Fix the cause shown at the marked line; keep the design idea.
 
 {CONTRACT}"""
 
@@ -211,6 +256,34 @@ def apply_edits(code: str, edits: list[dict], notes: list[str] | None = None) ->
                              f"(first line: {search.strip().splitlines()[0][:80]!r})")
         start, end = located
         code = code[:start] + _reindented(replace, code[start:end], n, notes) + code[end:]
+    return code
+
+
+def apply_methods(code: str, methods: list[dict]) -> str:
+    """``code`` with each method (its whole ``def``) put in place of the ``Mixer`` method of that name,
+    or added at the end of the class; ``ValueError`` says which method failed and why."""
+    for n, method in enumerate(methods, start=1):
+        text = textwrap.dedent(strip_fence(str(method.get("code", ""))).strip("\n")) + "\n"
+        try:
+            parsed = ast.parse(text)
+        except SyntaxError as exc:
+            raise ValueError(f"method {n} does not parse: line {exc.lineno}: {exc.msg}") from exc
+        if len(parsed.body) != 1 or not isinstance(parsed.body[0], ast.FunctionDef):
+            raise ValueError(f"method {n} is not one `def` (it holds {len(parsed.body)} statement(s))")
+        name = parsed.body[0].name
+        tree = ast.parse(code)
+        mixer = next((c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "Mixer"), None)
+        if mixer is None:
+            raise ValueError("the code has no class Mixer to put methods in")
+        lines = code.splitlines(keepends=True)
+        old = next((f for f in mixer.body if isinstance(f, ast.FunctionDef) and f.name == name), None)
+        indent = " " * (old.col_offset if old is not None else mixer.body[0].col_offset)
+        placed = "".join(indent + line if line.strip() else line for line in text.splitlines(keepends=True))
+        if old is not None:
+            start = min([old.lineno, *(d.lineno for d in old.decorator_list)]) - 1
+            code = "".join(lines[:start]) + placed + "".join(lines[old.end_lineno:])
+        else:
+            code = "".join(lines[:mixer.end_lineno]) + "\n" + placed + "".join(lines[mixer.end_lineno:])
     return code
 
 
@@ -446,8 +519,12 @@ def build_repair_prompt(code: str, failure: dict, context: Context | None = None
 class LLMMind:
     """Writes proposals and repairs through an ``LLMClient``; every exchange comes back with the result."""
 
-    def __init__(self, client: LLMClient, *, seed: int = 0, context_tokens: int = CONTEXT_TOKENS) -> None:
+    def __init__(self, client: LLMClient, *, seed: int = 0, context_tokens: int = CONTEXT_TOKENS,
+                 answer_format: str = "edits") -> None:
+        if answer_format not in ANSWER_FORMATS:
+            raise ValueError(f"answer format {answer_format!r}: use one of {', '.join(ANSWER_FORMATS)}")
         self.client, self.seed, self.context_tokens = client, seed, context_tokens
+        self.answer_format = answer_format
 
     @property
     def label(self) -> str:
@@ -455,8 +532,10 @@ class LLMMind:
 
     async def propose(self, context: Context, *, attempt: int = 1) -> Draft:
         """A child of ``context.parent``; ``attempt`` varies the sampling seed, so a retry is a new draw."""
-        exchange = await self._ask(SYSTEM, build_prompt(context, self.context_tokens), "mixer_edits",
-                                   SCHEMA, PROPOSE_TEMPERATURE, attempt)
+        methods = self.answer_format == "methods"
+        exchange = await self._ask(SYSTEM_METHODS if methods else SYSTEM, build_prompt(context, self.context_tokens),
+                                   "mixer_methods" if methods else "mixer_edits",
+                                   METHODS_SCHEMA if methods else SCHEMA, PROPOSE_TEMPERATURE, attempt)
         answer = exchange.answer
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", answer["name"].strip())[:60] or f"{context.parent.name}-llm"
         code, fixes = self._edit(body_of(context.parent.code), answer, exchange)
@@ -465,15 +544,18 @@ class LLMMind:
         proposal = Proposal(
             name=name, motivation=motivation, code=with_docstring(name, motivation, code), components={},
             origin=origin, citations=cites,
-            mutation=f"LLM edits of {context.parent.name}: {len(answer['edits'])} edit(s)")
+            mutation=f"LLM {self.answer_format} of {context.parent.name}: "
+                     f"{len(answer['methods' if methods else 'edits'])} {'method' if methods else 'edit'}(s)")
         return Draft(proposal, exchange, fixes, note)
 
     async def repair(self, arch_id: str, failed: Proposal, failure: dict, *, attempt: int = 1,
                      context: Context | None = None) -> Draft:
         """Edits of ``failed`` (proposal ``arch_id``) that answer ``failure`` ({kind, message, traceback});
         ``context``, the one the proposal was written in, when the researcher still has it."""
-        exchange = await self._ask(REPAIR_SYSTEM, build_repair_prompt(failed.code, failure, context), "mixer_repair",
-                                   REPAIR_SCHEMA, REPAIR_TEMPERATURE, attempt)
+        methods = self.answer_format == "methods"
+        exchange = await self._ask(REPAIR_SYSTEM_METHODS if methods else REPAIR_SYSTEM,
+                                   build_repair_prompt(failed.code, failure, context), "mixer_repair",
+                                   REPAIR_METHODS_SCHEMA if methods else REPAIR_SCHEMA, REPAIR_TEMPERATURE, attempt)
         answer = exchange.answer
         code, fixes = self._edit(body_of(failed.code), answer, exchange)
         cause = answer["cause"].strip()[:300]
@@ -494,8 +576,9 @@ class LLMMind:
         except LLMError as exc:
             raise MindFailure(exc.kind, str(exc), exc.exchange or Exchange("", "", {})) from exc
 
-    @staticmethod
-    def _edit(code: str, answer: dict, exchange: Exchange) -> tuple[str, tuple[str, ...]]:
+    def _edit(self, code: str, answer: dict, exchange: Exchange) -> tuple[str, tuple[str, ...]]:
+        if self.answer_format == "methods":
+            return self._rewrite(code, answer, exchange)
         edits = [e for e in answer["edits"] if isinstance(e, dict)]
         if not edits or all(not strip_fence(str(e.get("replace", ""))).strip()
                             and not str(e.get("search", "")).strip() for e in edits):
@@ -509,3 +592,16 @@ class LLMMind:
             raise MindFailure("empty_code", "the edits leave the code unchanged", exchange)
         fixed, fixes = fix_imports(edited)
         return fixed, (*notes, *fixes)
+
+    @staticmethod
+    def _rewrite(code: str, answer: dict, exchange: Exchange) -> tuple[str, tuple[str, ...]]:
+        methods = [m for m in answer["methods"] if isinstance(m, dict) and str(m.get("code", "")).strip()]
+        if not methods:
+            raise MindFailure("empty_code", "the answer holds no methods with code", exchange)
+        try:
+            rewritten = apply_methods(code, methods[:MAX_METHODS])
+        except ValueError as exc:
+            raise MindFailure("edits_not_applied", str(exc), exchange) from exc
+        if rewritten.strip() == code.strip():
+            raise MindFailure("empty_code", "the methods leave the code unchanged", exchange)
+        return fix_imports(rewritten)

@@ -74,7 +74,9 @@ class ResearcherService(EventService):
         if client is not None:
             client = llm.LLMClient(client.base_url, client.model, api_key=client.api_key,
                                    timeout_s=float(os.environ.get("ASI_LLM_TIMEOUT_S", LLM_TIMEOUT_S)))
-        self.llm_mind = LLMMind(client) if client is not None else None
+        # ASI_LLM_ANSWER: edits (default) or methods, the answer format (llm_mind.py says why each).
+        self.llm_mind = (LLMMind(client, answer_format=os.environ.get("ASI_LLM_ANSWER", "edits"))
+                         if client is not None else None)
         # Spent in the current reaction, which the fold has not read back yet (reset at each reaction:
         # a service reacts only once caught up with the log).
         self.llm_spent: dict[str, int] = {}

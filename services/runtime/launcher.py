@@ -287,9 +287,10 @@ class Launcher:
 
     def _env(self, url: str, run_id: str, ports: dict[str, int]) -> dict[str, str]:
         # The judge's promotion settings pass through (ASI_PROMOTE_*, see services/judge/README.md), and
-        # the key of an LLM server that wants one (ASI_LLM_API_KEY). NATS credentials are per role.
+        # the LLM's (ASI_LLM_API_KEY, ASI_LLM_TIMEOUT_S, ASI_LLM_ANSWER; its URL and model are set below).
+        # NATS credentials are per role.
         base = {k: v for k, v in os.environ.items()
-                if not k.startswith("ASI_") or k.startswith("ASI_PROMOTE_") or k == "ASI_LLM_API_KEY"}
+                if not k.startswith("ASI_") or k.startswith(("ASI_PROMOTE_", "ASI_LLM_"))}
         return {**base, "ASI_NATS_URL": url, "ASI_DATA_DIR": str(self.data_dir), "ASI_RUN_ID": run_id,
                 "ASI_COGNITION_ADDR": f"127.0.0.1:{ports['cognition']}",
                 "ASI_LINEAGE_ADDR": f"127.0.0.1:{ports['analyst']}", "ASI_QDRANT_URL": self.options.qdrant_url,

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
+import torch
 
 from services.researcher import gates
 from services.researcher.llm_mind import (
@@ -23,6 +25,7 @@ from services.researcher.llm_mind import (
     LLMMind,
     MindFailure,
     apply_edits,
+    apply_methods,
     body_of,
     build_prompt,
     build_repair_prompt,
@@ -246,3 +249,50 @@ def test_code_with_a_forbidden_import_or_no_mixer_is_stopped_by_the_validity_gat
     draft, _ = propose(with_content(answer, json.dumps(content)))
     verdict, fingerprint = asyncio.run(gates.validity(draft.proposal.code, "tiny"))
     assert verdict is not None and verdict.failure_kind == kind and fingerprint == ""
+
+
+# -- the methods answer format ----------------------------------------------------------------------
+
+MIXER = ("import torch\nfrom torch import nn\n\n\nclass Mixer(nn.Module):\n"
+         "    def __init__(self, d_model: int, n_heads: int) -> None:\n        super().__init__()\n"
+         "        self.proj = nn.Linear(d_model, d_model)\n\n"
+         "    def forward(self, x):\n        return self.proj(x)\n")
+
+
+def test_a_method_replaces_its_namesake_whole_and_a_new_one_is_added() -> None:
+    rewritten = apply_methods(MIXER, [
+        {"code": "```python\ndef forward(self, x):\n    y = self.proj(x)\n    return y * self.gate(x)\n```"},
+        {"code": "    def gate(self, x):\n        return torch.sigmoid(x)\n"},  # indented as in the class
+    ])
+    assert "return self.proj(x)" not in rewritten and "        return y * self.gate(x)\n" in rewritten
+    assert "    def gate(self, x):\n        return torch.sigmoid(x)\n" in rewritten
+    assert rewritten.count("def __init__") == 1 and rewritten.index("def forward") < rewritten.index("def gate")
+    namespace: dict = {}
+    exec(compile(rewritten, "candidate.py", "exec"), namespace)
+    out = namespace["Mixer"](8, 2)(torch.ones(1, 3, 8))
+    assert out.shape == (1, 3, 8)
+
+
+@pytest.mark.parametrize(("method", "words"), [
+    ({"code": "def forward(self, x):\n    return (\n"}, "method 1 does not parse"),
+    ({"code": "x = 1\n"}, "method 1 is not one `def`"),
+    ({"code": "def a(self):\n    pass\n\ndef b(self):\n    pass\n"}, "holds 2 statement"),
+])
+def test_a_method_that_is_not_one_def_is_a_clear_failure(method: dict, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        apply_methods(MIXER, [method])
+
+
+def test_the_methods_format_asks_for_methods_and_answers_become_a_proposal() -> None:
+    answer = with_content(real_answer(), json.dumps({
+        "name": "delta-out-gate", "motivation": "An output gate computed from the input.", "origin": "original",
+        "cites": [], "methods": [{"code": "def forward(self, x):\n    return self.proj(x) * torch.sigmoid(x)\n"}]}))
+    with RecordedAnswerServer({"mixer_methods": [answer]}) as server:
+        mind = LLMMind(LLMClient(server.base_url, "recorded-model", timeout_s=30), answer_format="methods")
+        parent = Context(replace(PARENT, code=MIXER), None)
+        draft = asyncio.run(mind.propose(parent))
+    assert "return self.proj(x) * torch.sigmoid(x)" in draft.proposal.code
+    assert draft.proposal.mutation.startswith("LLM methods of") and "1 method(s)" in draft.proposal.mutation
+    assert "methods" in json.dumps(server.requests[0]["response_format"])
+    with pytest.raises(ValueError, match="answer format"):
+        LLMMind(LLMClient(server.base_url, "m"), answer_format="files")
