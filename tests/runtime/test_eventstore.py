@@ -83,3 +83,22 @@ async def test_malformed_message_is_rejected_as_an_event_and_skipped(store: Even
     assert "not a protobuf envelope" in envelope.unpack(rejected[0].env).reason
     # The chain skips the foreign bytes and still holds.
     assert envelope.verify_chain(envelope.export_lines(r.env for r in await store.read_all() if r.env)).ok
+
+
+def sealed_next(store: EventStore, payload: events_pb2.ArchitectureProposed, aggregate_id: str) -> bytes:
+    env = envelope.build(payload, run_id="r", aggregate_id=aggregate_id, service="test")
+    envelope.seal(env, sequence=store.chain.head_sequence + 1, prev_hash=store.chain.head_hash,
+                  aggregate_version=store.chain.versions.get(aggregate_id, 0) + 1)
+    return env.SerializeToString(deterministic=True)
+
+
+async def test_an_event_counts_only_on_its_own_aggregates_and_types_subject(store: EventStore) -> None:
+    await store.append(proposed("a1"), run_id="r", aggregate_id="arch-a1")
+    # A valid next event of arch-a2, published as if it were another type, then on another aggregate.
+    for subject in ("asi.events.arch-a2.ArchitectureJudged", "asi.events.arch-a1.ArchitectureProposed"):
+        await store.js.publish(subject, sealed_next(store, proposed("a2"), "arch-a2"))
+        records = await store.read_all()
+        assert records[-1].env is None and "arrived on " + subject in records[-1].error
+    # A log written before types ended the subjects is read as it was written.
+    await store.js.publish("asi.events.arch-a2", sealed_next(store, proposed("a2"), "arch-a2"))
+    assert (await store.read_all())[-1].env is not None
