@@ -237,7 +237,8 @@ class Launcher:
         self.auth: NatsAuth | None = None  # the embedded server's credentials; None on a given --nats
 
     def run(self) -> int:
-        private_folder(self.data_dir)
+        if not self.data_dir.exists():  # a folder of the user's keeps its mode; what we make in it is private
+            private_folder(self.data_dir)
         private_folder(self.log_dir)
         nats: EmbeddedNats | None = None
         url = self.options.nats_url
