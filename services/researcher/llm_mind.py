@@ -133,11 +133,14 @@ first use; search for that place by a whole line of the CURRENT code. No Markdow
 {CONTRACT}"""
 
 METHODS_RULES = """methods: a list of {"code": ...}, each one complete method of class Mixer, from its
-`def` line to its last line (for example the whole __init__ and the whole forward). A method you
-write replaces the PARENT's method of that name; a new name adds a method. Write every line of
-each method you change, not only the changed ones. Every name a method uses must be a parameter,
-a line of that method that computes it, a self.<attribute> that __init__ sets, or an import of the
-file. Keep the class name Mixer. No Markdown fences."""
+`def` line to its last line, never single lines: for example
+"methods": [{"code": "def __init__(self, d_model: int, n_heads: int) -> None:\\n    super().__init__()\\n    ..."},
+            {"code": "def forward(self, x):\\n    ...\\n    return out"}]
+A method you write replaces the PARENT's method of that name; a new name adds a method. Write
+every line of each method you change, not only the changed ones: a new layer goes into the whole
+__init__, its use into the whole forward. Every name a method uses must be a parameter, a line of
+that method that computes it, a self.<attribute> that __init__ sets, or an import of the file.
+Keep the class name Mixer. No Markdown fences."""
 
 SYSTEM_METHODS = f"""You are an ML researcher who designs linear-attention token mixers in PyTorch.
 You change the PARENT file below by rewriting the methods of its class Mixer that one design idea
