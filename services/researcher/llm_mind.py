@@ -262,32 +262,75 @@ def apply_edits(code: str, edits: list[dict], notes: list[str] | None = None) ->
     return code
 
 
-def apply_methods(code: str, methods: list[dict]) -> str:
-    """``code`` with each method (its whole ``def``) put in place of the ``Mixer`` method of that name,
-    or added at the end of the class; ``ValueError`` says which method failed and why."""
+DEF_LINE = re.compile(r"^(?:async\s+)?def\s+(\w+)\s*\(")
+
+
+def method_texts(methods: list[dict], notes: list[str] | None = None) -> list[str]:
+    """The answer's methods as whole ``def`` texts at column 0. Measured with the 1.5B model, and
+    undone here, each noted: a method split over two items (the second does not start with ``def``:
+    it continues the first), and the ``+``/``-`` markers of the prompt's reference diff copied into
+    the code (a body line never starts at column 0, so a marker there is the diff's)."""
+    texts: list[str] = []
     for n, method in enumerate(methods, start=1):
-        text = textwrap.dedent(strip_fence(str(method.get("code", ""))).strip("\n")) + "\n"
+        text = textwrap.dedent(strip_fence(str(method.get("code", ""))).strip("\n"))
+        if not text.strip():
+            continue
+        if texts and not DEF_LINE.match(text.lstrip()) and not text.lstrip().startswith("@"):
+            texts[-1] += "\n" + text
+            if notes is not None:
+                notes.append(f"method {n} continues method {n - 1}: joined")
+            continue
+        texts.append(text)
+    cleaned = []
+    for n, text in enumerate(texts, start=1):
+        head, *body = text.splitlines()
+        if any(line[:1] in "+-" for line in body):
+            body = [line[1:] if line.startswith("+") else line for line in body if not line.startswith("-")]
+            if notes is not None:
+                notes.append(f"method {n}: a diff's +/- markers removed")
+        cleaned.append(textwrap.dedent("\n".join([head, *body])).strip("\n") + "\n")
+    return cleaned
+
+
+def apply_methods(code: str, methods: list[dict], notes: list[str] | None = None) -> str:
+    """``code`` with each method (its whole ``def``) put in place of the ``Mixer`` method of that name,
+    or added at the end of the class; ``ValueError`` says which method failed and why. A method that
+    does not parse is still put in place, noted: the validity gate then names its error and line, and
+    the repair round shows the model that line (a parse failure here would give it nothing to fix)."""
+    tree = ast.parse(code)
+    mixer = next((c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "Mixer"), None)
+    if mixer is None:
+        raise ValueError("the code has no class Mixer to put methods in")
+    spans = {f.name: (min([f.lineno, *(d.lineno for d in f.decorator_list)]) - 1, f.end_lineno or f.lineno)
+             for f in mixer.body if isinstance(f, ast.FunctionDef)}
+    indent = " " * mixer.body[0].col_offset
+    replaced: dict[str, str] = {}
+    added: list[str] = []
+    for n, text in enumerate(method_texts(methods, notes), start=1):
+        found = DEF_LINE.match(text.lstrip())
+        if found is None:
+            raise ValueError(f"method {n} does not start with `def` (first line: {text.splitlines()[0][:80]!r})")
         try:
-            parsed = ast.parse(text)
+            ast.parse(text)
         except SyntaxError as exc:
-            raise ValueError(f"method {n} does not parse: line {exc.lineno}: {exc.msg}") from exc
-        if len(parsed.body) != 1 or not isinstance(parsed.body[0], ast.FunctionDef):
-            raise ValueError(f"method {n} is not one `def` (it holds {len(parsed.body)} statement(s))")
-        name = parsed.body[0].name
-        tree = ast.parse(code)
-        mixer = next((c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "Mixer"), None)
-        if mixer is None:
-            raise ValueError("the code has no class Mixer to put methods in")
-        lines = code.splitlines(keepends=True)
-        old = next((f for f in mixer.body if isinstance(f, ast.FunctionDef) and f.name == name), None)
-        indent = " " * (old.col_offset if old is not None else mixer.body[0].col_offset)
+            if notes is not None:
+                notes.append(f"method {n} ({found.group(1)}) does not parse (line {exc.lineno}: {exc.msg}): "
+                             "put in place for the gate to name")
         placed = "".join(indent + line if line.strip() else line for line in text.splitlines(keepends=True))
-        if old is not None:
-            start = min([old.lineno, *(d.lineno for d in old.decorator_list)]) - 1
-            code = "".join(lines[:start]) + placed + "".join(lines[old.end_lineno:])
+        if found.group(1) in spans:
+            replaced[found.group(1)] = placed
         else:
-            code = "".join(lines[:mixer.end_lineno]) + "\n" + placed + "".join(lines[mixer.end_lineno:])
-    return code
+            added.append(placed)
+    lines = code.splitlines(keepends=True)
+    end_of_class = mixer.end_lineno or len(lines)
+    if lines and not lines[end_of_class - 1].endswith("\n"):
+        lines[end_of_class - 1] += "\n"
+    # Bottom up, so that every span still names its lines: the new methods after the class's last line.
+    changes = [(end_of_class, end_of_class, "".join("\n" + text for text in added)),
+               *((*spans[name], text) for name, text in replaced.items())]
+    for start, end, text in sorted(changes, key=lambda change: -change[0]):
+        lines[start:end] = [text]
+    return "".join(lines)
 
 
 def _tolerant_find(code: str, search: str) -> tuple[int, int] | None:
@@ -601,10 +644,12 @@ class LLMMind:
         methods = [m for m in answer["methods"] if isinstance(m, dict) and str(m.get("code", "")).strip()]
         if not methods:
             raise MindFailure("empty_code", "the answer holds no methods with code", exchange)
+        notes: list[str] = []
         try:
-            rewritten = apply_methods(code, methods[:MAX_METHODS])
+            rewritten = apply_methods(code, methods[:MAX_METHODS], notes)
         except ValueError as exc:
             raise MindFailure("edits_not_applied", str(exc), exchange) from exc
         if rewritten.strip() == code.strip():
             raise MindFailure("empty_code", "the methods leave the code unchanged", exchange)
-        return fix_imports(rewritten)
+        fixed, fixes = fix_imports(rewritten)
+        return fixed, (*notes, *fixes)

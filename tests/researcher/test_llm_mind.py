@@ -273,14 +273,31 @@ def test_a_method_replaces_its_namesake_whole_and_a_new_one_is_added() -> None:
     assert out.shape == (1, 3, 8)
 
 
-@pytest.mark.parametrize(("method", "words"), [
-    ({"code": "def forward(self, x):\n    return (\n"}, "method 1 does not parse"),
-    ({"code": "x = 1\n"}, "method 1 is not one `def`"),
-    ({"code": "def a(self):\n    pass\n\ndef b(self):\n    pass\n"}, "holds 2 statement"),
-])
-def test_a_method_that_is_not_one_def_is_a_clear_failure(method: dict, words: str) -> None:
-    with pytest.raises(ValueError, match=words):
-        apply_methods(MIXER, [method])
+def test_a_method_without_def_is_a_clear_failure_and_one_that_does_not_parse_goes_to_the_gate() -> None:
+    with pytest.raises(ValueError, match="method 1 does not start with `def`"):
+        apply_methods(MIXER, [{"code": "self.A_log = nn.Parameter(torch.zeros(2))"}])
+    notes: list[str] = []
+    broken = apply_methods(MIXER, [{"code": "def forward(self, x):\n    return (\n"}], notes)
+    assert "    def forward(self, x):\n        return (\n" in broken  # in place: the gate names the line
+    assert any("method 1 (forward) does not parse" in note for note in notes)
+    assert gates.contract_failure(broken)["kind"] == "syntax_error"
+
+
+def test_a_split_method_is_joined_and_copied_diff_markers_are_removed() -> None:
+    # Measured with the 1.5B model: __init__ split over two items, and the reference diff's +/- lines.
+    notes: list[str] = []
+    rewritten = apply_methods(MIXER, [
+        {"code": "def __init__(self, d_model: int, n_heads: int) -> None:\n    super().__init__()"},
+        {"code": "    self.proj = nn.Linear(d_model, d_model)\n+    self.scale = nn.Parameter(torch.ones(1))"},
+        {"code": "def forward(self, x):\n-    return self.proj(x)\n+    return self.proj(x) * self.scale"},
+    ], notes)
+    assert "        self.scale = nn.Parameter(torch.ones(1))\n" in rewritten
+    assert "return self.proj(x) * self.scale" in rewritten and "return self.proj(x)\n" not in rewritten
+    assert notes == ["method 2 continues method 1: joined", "method 1: a diff's +/- markers removed",
+                     "method 2: a diff's +/- markers removed"]
+    namespace: dict = {}
+    exec(compile(rewritten, "candidate.py", "exec"), namespace)
+    assert namespace["Mixer"](8, 2)(torch.ones(1, 3, 8)).shape == (1, 3, 8)
 
 
 def test_the_methods_format_asks_for_methods_and_answers_become_a_proposal() -> None:
