@@ -5,6 +5,7 @@ and each role publishing only the event types it owns."""
 from __future__ import annotations
 
 import asyncio
+import re
 import stat
 import subprocess
 import sys
@@ -126,3 +127,14 @@ async def test_credentials_in_the_url_log_in_and_are_never_logged(server: Embedd
     await store.close()
     assert redacted(url) == server.url.replace("nats://", "nats://judge:***@")
     assert redacted(server.url) == server.url
+
+
+def test_each_service_owns_every_event_type_it_builds() -> None:
+    # A type a service appends but does not own would be dropped by the server (the append times
+    # out): so the code of each service may build only the event types its role owns.
+    root = Path(__file__).resolve().parents[2] / "services"
+    for role, owned in OWNED_EVENTS.items():
+        built = set()
+        for path in (root / role).glob("*.py"):
+            built |= set(re.findall(r"events_pb2\.([A-Z]\w+)\(", path.read_text()))
+        assert built - {"Citation", "SeedArchitecture"} <= set(owned), (role, built - set(owned))
