@@ -299,8 +299,10 @@ def main() -> None:
     isolation = enter_jail(scratch, channel, request["mount_namespace"], request["uid"])
     isolation["network_isolated"] = request["network_isolated"]
     isolation["pid_namespace"] = request["pid_namespace"]
-    # The host's pid (the caller's /proc names it so), not the namespace's 1.
+    # The host's pid (the caller's /proc names it so), not the namespace's 1; and the scratch, which
+    # every process the sandbox starts has on its command line (how a caller finds what it left).
     isolation["pid"] = int(os.readlink("/proc/self"))
+    isolation["scratch"] = str(scratch)
     channel.emit({"event": "isolation", **isolation})
     for name, seconds in early_phases.items():
         channel.emit({"event": "phase", "name": name, "seconds": seconds})
