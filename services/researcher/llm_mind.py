@@ -265,6 +265,37 @@ def apply_edits(code: str, edits: list[dict], notes: list[str] | None = None) ->
 DEF_LINE = re.compile(r"^(?:async\s+)?def\s+(\w+)\s*\(")
 
 
+CLASS_LINE = re.compile(r"^class\s+Mixer\b")
+
+
+def _method_spans(lines: list[str]) -> tuple[dict[str, tuple[int, int]], str, int]:
+    """The ``Mixer`` methods' line spans (decorators included, trailing blank lines not), the
+    methods' indentation, and the line the class ends at. Read from the text, not a syntax tree,
+    so that code which does not parse (a repair's) can still be rewritten method by method."""
+    start = next((i for i, line in enumerate(lines) if CLASS_LINE.match(line)), None)
+    if start is None:
+        raise ValueError("the code has no class Mixer to put methods in")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].strip() and not lines[i][0].isspace()
+                and not lines[i].lstrip().startswith("#")), len(lines))
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    defs = [(i, m) for i in range(start + 1, end) if (m := re.match(r"^(\s+)(?:async\s+)?def\s+(\w+)\s*\(", lines[i]))]
+    if not defs:
+        raise ValueError("class Mixer has no methods to rewrite")
+    indent = defs[0][1].group(1)
+    heads = [(i, m.group(2)) for i, m in defs if m.group(1) == indent]
+    spans = {}
+    for k, (i, name) in enumerate(heads):
+        first = i
+        while first > start + 1 and lines[first - 1].startswith(indent + "@"):
+            first -= 1
+        last = heads[k + 1][0] if k + 1 < len(heads) else end
+        while last > i + 1 and (not lines[last - 1].strip() or lines[last - 1].startswith(indent + "@")):
+            last -= 1
+        spans[name] = (first, last)
+    return spans, indent, end
+
+
 def method_texts(methods: list[dict], notes: list[str] | None = None) -> list[str]:
     """The answer's methods as whole ``def`` texts at column 0. Measured with the 1.5B model, and
     undone here, each noted: a method split over two items (the second does not start with ``def``:
@@ -296,14 +327,10 @@ def apply_methods(code: str, methods: list[dict], notes: list[str] | None = None
     """``code`` with each method (its whole ``def``) put in place of the ``Mixer`` method of that name,
     or added at the end of the class; ``ValueError`` says which method failed and why. A method that
     does not parse is still put in place, noted: the validity gate then names its error and line, and
-    the repair round shows the model that line (a parse failure here would give it nothing to fix)."""
-    tree = ast.parse(code)
-    mixer = next((c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "Mixer"), None)
-    if mixer is None:
-        raise ValueError("the code has no class Mixer to put methods in")
-    spans = {f.name: (min([f.lineno, *(d.lineno for d in f.decorator_list)]) - 1, f.end_lineno or f.lineno)
-             for f in mixer.body if isinstance(f, ast.FunctionDef)}
-    indent = " " * mixer.body[0].col_offset
+    the repair round shows the model that line (a parse failure here would give it nothing to fix);
+    the code itself need not parse either (a repair rewrites code that did not)."""
+    lines = code.splitlines(keepends=True)
+    spans, indent, end_of_class = _method_spans(lines)
     replaced: dict[str, str] = {}
     added: list[str] = []
     for n, text in enumerate(method_texts(methods, notes), start=1):
@@ -321,8 +348,6 @@ def apply_methods(code: str, methods: list[dict], notes: list[str] | None = None
             replaced[found.group(1)] = placed
         else:
             added.append(placed)
-    lines = code.splitlines(keepends=True)
-    end_of_class = mixer.end_lineno or len(lines)
     if lines and not lines[end_of_class - 1].endswith("\n"):
         lines[end_of_class - 1] += "\n"
     # Bottom up, so that every span still names its lines: the new methods after the class's last line.

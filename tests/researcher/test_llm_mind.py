@@ -313,3 +313,14 @@ def test_the_methods_format_asks_for_methods_and_answers_become_a_proposal() -> 
     assert "methods" in json.dumps(server.requests[0]["response_format"])
     with pytest.raises(ValueError, match="answer format"):
         LLMMind(LLMClient(server.base_url, "m"), answer_format="files")
+
+
+def test_a_repair_rewrites_methods_of_code_that_does_not_parse() -> None:
+    # Measured: the 1.5B model's __init__ ended inside an assert; its repair must still find forward.
+    broken = MIXER.replace("        self.proj = nn.Linear(d_model, d_model)\n",
+                           "        assert d_model % n_heads == 0, \n        self.proj = nn.Linear(d_model, d_model)\n")
+    repaired = apply_methods(broken, [{"code": "def __init__(self, d_model: int, n_heads: int) -> None:\n"
+                                               "    super().__init__()\n    self.proj = nn.Linear(d_model, d_model)"}])
+    assert repaired == MIXER
+    with pytest.raises(ValueError, match="no class Mixer"):
+        apply_methods("x = (\n", [{"code": "def forward(self, x):\n    return x"}])
