@@ -651,33 +651,24 @@ class LLMMind:
             raise MindFailure(exc.kind, str(exc), exc.exchange or Exchange("", "", {})) from exc
 
     def _edit(self, code: str, answer: dict, exchange: Exchange) -> tuple[str, tuple[str, ...]]:
-        if self.answer_format == "methods":
-            return self._rewrite(code, answer, exchange)
-        edits = [e for e in answer["edits"] if isinstance(e, dict)]
-        if not edits or all(not strip_fence(str(e.get("replace", ""))).strip()
-                            and not str(e.get("search", "")).strip() for e in edits):
-            raise MindFailure("empty_code", "the answer holds no edits with code", exchange)
+        """The answer's edits or methods applied to ``code``, with the allowed imports it lacks."""
+        what = self.answer_format
+        if what == "methods":
+            items = [m for m in answer["methods"] if isinstance(m, dict) and str(m.get("code", "")).strip()]
+            has_code, apply, limit = bool(items), apply_methods, MAX_METHODS
+        else:
+            items = [e for e in answer["edits"] if isinstance(e, dict)]
+            has_code = bool(items) and not all(not strip_fence(str(e.get("replace", ""))).strip()
+                                               and not str(e.get("search", "")).strip() for e in items)
+            apply, limit = apply_edits, MAX_EDITS
+        if not has_code:
+            raise MindFailure("empty_code", f"the answer holds no {what} with code", exchange)
         notes: list[str] = []
         try:
-            edited = apply_edits(code, edits[:MAX_EDITS], notes)
+            changed = apply(code, items[:limit], notes)
         except ValueError as exc:
             raise MindFailure("edits_not_applied", str(exc), exchange) from exc
-        if edited.strip() == code.strip():
-            raise MindFailure("empty_code", "the edits leave the code unchanged", exchange)
-        fixed, fixes = fix_imports(edited)
-        return fixed, (*notes, *fixes)
-
-    @staticmethod
-    def _rewrite(code: str, answer: dict, exchange: Exchange) -> tuple[str, tuple[str, ...]]:
-        methods = [m for m in answer["methods"] if isinstance(m, dict) and str(m.get("code", "")).strip()]
-        if not methods:
-            raise MindFailure("empty_code", "the answer holds no methods with code", exchange)
-        notes: list[str] = []
-        try:
-            rewritten = apply_methods(code, methods[:MAX_METHODS], notes)
-        except ValueError as exc:
-            raise MindFailure("edits_not_applied", str(exc), exchange) from exc
-        if rewritten.strip() == code.strip():
-            raise MindFailure("empty_code", "the methods leave the code unchanged", exchange)
-        fixed, fixes = fix_imports(rewritten)
+        if changed.strip() == code.strip():
+            raise MindFailure("empty_code", f"the {what} leave the code unchanged", exchange)
+        fixed, fixes = fix_imports(changed)
         return fixed, (*notes, *fixes)
