@@ -245,8 +245,11 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--experiments", type=int, default=8, help="experiment budget, baseline excluded")
-    parser.add_argument("--profile", default="cpu", help="training profile: tiny, cpu, gpu-20m, gpu-340m")
+    parser.add_argument("--preset", help="a named configuration: discover (the README's discovery run); "
+                        "flags given beside it override its values")
+    parser.add_argument("--experiments", type=int, help="experiment budget, baseline excluded (default 8)")
+    parser.add_argument("--profile", help="training profile: tiny, explore, cpu, gpu-20m, gpu-340m (default cpu)")
+    parser.add_argument("--promotion-profile", help="the profile promotions re-train at (default: the run's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engineers", type=int, help="engineer workers (jobs in flight); default: one per core, "
                         "at most 4, the cores shared out as threads (services/engineer/placement.py)")

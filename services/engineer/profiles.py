@@ -131,6 +131,39 @@ PROFILES: dict[str, Profile] = {
         memory_mb=8192,
         seeds=(0, 1),
     ),
+    "explore": Profile(
+        name="explore",
+        # The search's scale on 2 cores: the width, depth and tasks of ``cpu`` (so a mixer's
+        # parameter budget and its capability tiers are the ones it is promoted on), on shorter
+        # text and fewer steps. The README measures whether it ranks the baselines as ``cpu`` does.
+        d_model=128,
+        n_layers=2,
+        n_heads=2,
+        seq_len=128,
+        batch_size=6,
+        task_vocab=160,
+        tasks=(
+            Task("mqar", "mqar", seq_len=64, size=4, symbols=16, rows=12),
+            Task("mqar_hard", "mqar", seq_len=288, size=72, symbols=80, rows=2),
+            Task("selective_copying", "selective_copying", seq_len=64, size=4, symbols=16, rows=12),
+            Task("noisy_recall", "noisy_recall", seq_len=64, size=4, symbols=16, rows=12),
+        ),
+        steps=120,
+        lr=3e-3,
+        min_lr=3e-4,
+        warmup_steps=10,
+        weight_decay=0.1,
+        grad_clip=1.0,
+        eval_batches=8,
+        eval_task_instances=128,
+        log_every=10,
+        device="cpu",
+        dtype="float32",
+        threads=0,
+        timeout_s=600.0,
+        memory_mb=8192,
+        seeds=(0, 1),
+    ),
     "gpu-20m": Profile(
         name="gpu-20m",
         d_model=512,  # 8 layers of 512 with a 2x MLP: 17-20M parameters, the paper's exploration size

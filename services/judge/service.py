@@ -153,7 +153,7 @@ class JudgeService(EventService):
 
     def _job(self, arch: ArchitectureView, seed: int, run: RunView, job_id: str) -> jobs_pb2.TrainingJob:
         return jobs_pb2.TrainingJob(job_id=job_id, run_id=run.run_id, arch_id=arch.arch_id, code=arch.code,
-                                    profile=run.profile, seed=seed, correlation_id=run.started_event_id,
+                                    profile=run.promoted_at, seed=seed, correlation_id=run.started_event_id,
                                     corpus=run.corpus)
 
     async def _request_promotion(self, arch: ArchitectureView, baselines: list[ArchitectureView],
@@ -164,7 +164,7 @@ class JudgeService(EventService):
         for member in [arch, *baselines]:
             plan[member.arch_id] = {}
             for seed in seeds:
-                if seed == member.seed:  # its own training is this seed's result: the log is the cache
+                if seed == member.seed and run.promoted_at == run.profile:  # its own training is this seed's result
                     job_id = member.job_id
                 elif seed in member.replicates:  # already run for an earlier promotion
                     job_id = member.replicates[seed]["job_id"]
@@ -183,7 +183,7 @@ class JudgeService(EventService):
             causation_id=arch.last_event_id, **common)
         for member, seed, job_id in new:
             event = await self.store.append(
-                events_pb2.TrainingRequested(arch_id=member.arch_id, job_id=job_id, profile=run.profile, seed=seed,
+                events_pb2.TrainingRequested(arch_id=member.arch_id, job_id=job_id, profile=run.promoted_at, seed=seed,
                                              attempt=1, purpose="replicate", requested_by=requested.event_id),
                 aggregate_id=member.arch_id, event_id=event_id_for("requested", job_id),
                 causation_id=requested.event_id, **common)

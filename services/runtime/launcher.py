@@ -60,11 +60,22 @@ class RunOptions:
     idea_retries: int = 0
     novelty_motivation_threshold: float = 0.0
     novelty_code_threshold: float = 0.0
+    promotion_profile: str = ""  # "": promotions re-train at the run's profile
+    preset: str = ""
 
     @property
     def mind_label(self) -> str:
         """RunStarted.mind: "evolve", or the mode and the model, e.g. "mixed:qwen2.5-coder-0.5b-instruct-q4_k_m"."""
         return self.mind if self.mind == "evolve" else f"{self.mind}:{self.llm_model}"
+
+
+# Named configurations of `run`; a flag given on the command line overrides its preset's value.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The discovery run of a 2-core machine: about 100 experiments at the exploration scale, each
+    # promoted candidate re-trained at `cpu` on 3 seeds next to both baselines (README, "Discoveries").
+    "discover": {"profile": "explore", "promotion_profile": "cpu", "experiments": 100},
+}
+RUN_DEFAULTS: dict[str, Any] = {"profile": "cpu", "promotion_profile": "", "experiments": 8}
 
 
 class UsageError(ValueError):
@@ -73,13 +84,21 @@ class UsageError(ValueError):
 
 def run_options(args: Any) -> RunOptions:
     """RunOptions from parsed `run` or `start` arguments, checked before anything starts."""
+    preset_name = getattr(args, "preset", None) or ""
+    if preset_name and preset_name not in PRESETS:
+        raise UsageError(f"--preset {preset_name}: unknown; known: {', '.join(PRESETS)}")
+    given = {name: getattr(args, name, None) for name in RUN_DEFAULTS}
+    chosen = {name: value if value is not None else PRESETS.get(preset_name, {}).get(name, RUN_DEFAULTS[name])
+              for name, value in given.items()}
     engineers = default_engineers(usable_cores()) if args.engineers is None else args.engineers
-    if args.experiments < 1 or engineers < 1:
+    if chosen["experiments"] < 1 or engineers < 1:
         raise UsageError("--experiments and --engineers must be at least 1")
-    try:
-        get_profile(args.profile)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    for flag in ("profile", "promotion_profile"):
+        try:
+            if chosen[flag]:
+                get_profile(chosen[flag])
+        except ValueError as exc:
+            raise UsageError(f"--{flag.replace('_', '-')}: {exc}") from exc
     if args.corpus and not Path(args.corpus).exists():
         raise UsageError(f"--corpus {args.corpus} does not exist")
     strategy = getattr(args, "parent_strategy", DEFAULT_STRATEGY)
@@ -105,7 +124,8 @@ def run_options(args: Any) -> RunOptions:
 
         llm_model = MODELS[llm_local].name
     return RunOptions(
-        data_dir=getattr(args, "data_dir", Path(".asi")), experiments=args.experiments, profile=args.profile,
+        data_dir=getattr(args, "data_dir", Path(".asi")), experiments=chosen["experiments"], profile=chosen["profile"],
+        promotion_profile=chosen["promotion_profile"], preset=preset_name,
         seed=args.seed, engineers=engineers, corpus=str(Path(args.corpus).resolve()) if args.corpus else "",
         nats_url=args.nats or "", qdrant_url=getattr(args, "qdrant", None) or "",
         llm_url=llm_url, llm_model=llm_model,
@@ -216,16 +236,21 @@ async def start_run(store: EventStore, o: RunOptions) -> RunView:
                               seed_architectures=seeds, llm_token_budget=o.llm_token_budget,
                               repairs=o.repairs, idea_retries=o.idea_retries,
                               novelty_motivation_threshold=o.novelty_motivation_threshold,
-                              novelty_code_threshold=o.novelty_code_threshold),
+                              novelty_code_threshold=o.novelty_code_threshold,
+                              promotion_profile=o.promotion_profile, preset=o.preset),
         run_id=run_id, aggregate_id=run_id, expected_version=0)
-    say(f"run {run_id} started: {o.experiments} experiments, profile {o.profile}, {o.engineers} engineer worker(s), "
+    promoted_at = f" (promotions at {o.promotion_profile})" if o.promotion_profile else ""
+    preset = f", preset {o.preset}" if o.preset else ""
+    say(f"run {run_id} started{preset}: {o.experiments} experiments, profile {o.profile}{promoted_at}, "
+        f"{o.engineers} engineer worker(s), "
         f"mind {o.mind_label}")
     return RunView(run_id, o.profile, o.experiments, o.seed, o.mind_label, o.corpus, o.engineers, env.event_id,
                    parent_strategy=o.parent_strategy,
                    seed_architectures=[{"name": a.name, "code": a.code} for a in seeds],
                    llm_token_budget=o.llm_token_budget, repairs=o.repairs, idea_retries=o.idea_retries,
                    novelty_motivation_threshold=o.novelty_motivation_threshold,
-                   novelty_code_threshold=o.novelty_code_threshold)
+                   novelty_code_threshold=o.novelty_code_threshold, promotion_profile=o.promotion_profile,
+                   preset=o.preset)
 
 
 class Launcher:

@@ -122,8 +122,15 @@ class RunView:
     idea_retries: int = 0
     novelty_motivation_threshold: float = 0.0
     novelty_code_threshold: float = 0.0
+    promotion_profile: str = ""  # "": the run's profile
+    preset: str = ""
     llm_tokens: int = 0  # spent by the researcher's LLM mind, from the answers' `usage`
     llm_failures: int = 0  # exchanges that produced no proposal
+
+    @property
+    def promoted_at(self) -> str:
+        """The profile promotions re-train at."""
+        return self.promotion_profile or self.profile
 
 
 def _selection(text: str) -> dict[str, Any]:
@@ -169,7 +176,8 @@ class Projection:
                                         llm_token_budget=e.llm_token_budget,
                                         repairs=e.repairs, idea_retries=e.idea_retries,
                                         novelty_motivation_threshold=e.novelty_motivation_threshold,
-                                        novelty_code_threshold=e.novelty_code_threshold)
+                                        novelty_code_threshold=e.novelty_code_threshold,
+                                        promotion_profile=e.promotion_profile, preset=e.preset)
 
     def _on_RunFinished(self, env: events_pb2.Envelope, e: events_pb2.RunFinished) -> None:
         run = self.runs.get(env.run_id)
