@@ -197,8 +197,8 @@ def sota_rate(p: Projection, run_id: str) -> dict[str, Any]:
 def baseline_status(p: Projection, run_id: str) -> list[dict[str, Any]]:
     return [{"arch_id": b.arch_id, "name": b.name, "status": b.status, "fitness": _round(b.fitness),
              "val_loss": _round(b.result.get("val_loss")), "benchmark_mean": _round(b.result.get("benchmark_mean")),
-             "failure": b.failure, "seeds": sorted([b.seed] * bool(b.result) + [s for s, r in b.replicates.items()
-                                                                                if r.get("result")])}
+             "failure": b.failure, "seed": b.seed if b.result else None,
+             "replicate_seeds": sorted(s for s, r in b.replicates.items() if r.get("result"))}
             for b in p.baselines(run_id)]
 
 
@@ -217,8 +217,9 @@ def run_analytics(p: Projection, run_id: str) -> dict[str, Any]:
     """Every figure of the report, as one JSON-ready object."""
     run = p.runs[run_id]
     return {
-        "run": {"run_id": run.run_id, "profile": run.profile, "budget": run.experiments, "seed": run.seed,
-                "finished": run.finished, "reason": run.reason},
+        "run": {"run_id": run.run_id, "profile": run.profile, "promotion_profile": run.promoted_at,
+                "preset": run.preset, "budget": run.experiments, "seed": run.seed, "finished": run.finished,
+                "reason": run.reason},
         **exploration(p, run_id),
         "baselines": baseline_status(p, run_id),
         "leaderboard": leaderboard(p, run_id),

@@ -198,9 +198,11 @@ def _baselines(report: dict[str, Any]) -> str:
     rows = report["baselines"]
     if not rows:
         return _note("No baseline has been proposed yet.")
-    out = _table(["baseline", "status", "fitness", "val loss", "benchmark mean", "seeds trained", "failure"],
+    run = report["run"]
+    out = _table(["baseline", "status", "fitness", "val loss", "benchmark mean", f"seed ({run['profile']})",
+                  f"promotion seeds ({run['promotion_profile']})", "failure"],
                  [[b["name"], b["status"], b["fitness"], b["val_loss"], b["benchmark_mean"],
-                   ", ".join(map(str, b["seeds"])) or "-",
+                   "-" if b["seed"] is None else b["seed"], ", ".join(map(str, b["replicate_seeds"])) or "-",
                    f"{b['failure'].get('kind')}: {b['failure'].get('message', '')[:120]}" if b["failure"] else "-"]
                   for b in rows])
     failed = [b["name"] for b in rows if b["failure"]]
@@ -262,12 +264,15 @@ def _gallery(report: dict[str, Any]) -> str:
     parts = []
     for item in report["gallery"]:
         cites = ", ".join(f"{c['entry_id']} ({c['kind']})" for c in item["citations"]) or "none"
+        path = code_file(item["arch_id"])
         parts.append(
             f"<div class='sota'><h3>{html.escape(item['name'])} <span class='meta'>{item['arch_id']}, fitness "
             f"{_fmt(item['fitness'])}</span></h3><p>{html.escape(item['motivation'])}</p>"
             f"<p><b>Origin</b> {html.escape(item['origin'])}; <b>cites</b> {html.escape(cites)}; <b>lineage</b> "
             f"{html.escape(' ← '.join(item['ancestors']) or 'none')}</p><p>{html.escape(item['decision'])}</p>"
-            f"{_per_seed(item['per_seed'])}<details><summary>code</summary><pre>{html.escape(item['code'])}"
+            f"{_per_seed(item['per_seed'])}<p class='meta'>code file: <code>{path}</code> (<code>asi-arch train "
+            f"{path} --profile {html.escape(report['run']['promotion_profile'])} --seed S</code> re-trains it)</p>"
+            f"<details><summary>code</summary><pre>{html.escape(item['code'])}"
             "</pre></details></div>")
     return "".join(parts)
 
@@ -295,13 +300,25 @@ def render(report: dict[str, Any]) -> str:
     body = "".join(f"<h2>{html.escape(title)}</h2>{content}" for title, content in sections)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>ASI-Arch report {run['run_id']}</title>"
             f"<style>{STYLE}</style></head><body><h1>ASI-Arch discovery report</h1>"
-            f"<p class='meta'>run {html.escape(run['run_id'])}, profile {html.escape(run['profile'])}, budget "
+            f"<p class='meta'>run {html.escape(run['run_id'])}"
+            f"{', preset ' + html.escape(run['preset']) if run['preset'] else ''}, profile "
+            f"{html.escape(run['profile'])} (promotions at {html.escape(run['promotion_profile'])}), budget "
             f"{run['budget']}, seed {run['seed']}: {html.escape(state)}</p><p>{html.escape(summary)}</p>"
             f"{body}</body></html>")
 
 
+def code_file(arch_id: str) -> str:
+    """Where the report puts a SOTA architecture's code, relative to its folder."""
+    return f"sota/{arch_id}.py"
+
+
 def write(report: dict[str, Any], out_dir: Path) -> Path:
+    """``out_dir/index.html``, and each SOTA architecture's code as a file beside it."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    for item in report["gallery"]:
+        code = out_dir / code_file(item["arch_id"])
+        code.parent.mkdir(exist_ok=True)
+        code.write_text(item["code"])
     path = out_dir / "index.html"
     path.write_text(render(report))
     return path

@@ -52,6 +52,15 @@ def check_forward_backward(mixer: nn.Module) -> dict:
             raise ProbeFailure("runtime_error", f"forward mapped {tuple(x.shape)} to {shape}; must keep the shape")
         y.square().mean().backward()
         timings[f"{batch}x{length}"] = round(1000 * (time.perf_counter() - started), 2)
+        # A parameter the output never reaches is dead weight: it counts against the budget and
+        # shifts the initialisation's random stream (which can fake novelty), but learns nothing.
+        unused = [name for name, p in mixer.named_parameters() if p.requires_grad and p.grad is None]
+        if unused:
+            count = sum(p.numel() for name, p in mixer.named_parameters() if name in unused)
+            raise ProbeFailure("unused_parameters",
+                               f"parameters the output does not depend on (no gradient reaches them): "
+                               f"{', '.join(unused)} ({count} values); use them in forward or remove them",
+                               {"ok": False, "unused": unused, "values": count})
         mixer.zero_grad(set_to_none=True)
         if x.grad is None:
             raise ProbeFailure("runtime_error", "the output does not depend on the input (no gradient reaches x)")

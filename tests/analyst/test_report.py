@@ -37,6 +37,10 @@ def test_the_page_has_every_section_filled_and_the_json_has_the_same_figures(
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing from the network
     assert 'class="note"' not in page  # every section has something to show
     assert page.count("class='sota'") == 2 and "why c3" in page  # the gallery: c1 and c3, with motivation
+    # Each SOTA architecture's code as a file beside the page, as the log holds it, for `asi-arch train`.
+    for item in figures["gallery"]:
+        assert (tmp_path / "out" / "sota" / f"{item['arch_id']}.py").read_text() == item["code"]
+        assert f"sota/{item['arch_id']}.py" in page
 
 
 def test_a_run_in_progress_is_reported_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

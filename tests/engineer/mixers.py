@@ -7,8 +7,9 @@ from torch import nn
 class Mixer(nn.Module):
     def __init__(self, d_model: int, n_heads: int):
         super().__init__()
-        self.proj = nn.Linear(d_model, d_model, bias=False)
-        self.value = nn.Linear(d_model, 3 * d_model, bias=False)  # with proj, DeltaNet's ~4 d^2 budget
+        # d -> 2d -> d: DeltaNet's ~4 d^2 budget, every parameter used by whatever forward returns
+        self.proj = nn.Sequential(nn.Linear(d_model, 2 * d_model, bias=False),
+                                  nn.Linear(2 * d_model, d_model, bias=False))
 """
 
 
@@ -22,9 +23,8 @@ def mixer(forward_body: str, init_extra: str = "") -> str:
 # Valid: a causal running mean of a projection; linear in T and within the parameter budget.
 CAUSAL_MEAN = mixer(
     "B, T, C = x.shape\n"
-    "v = self.value(x)[..., :C]\n"
     "counts = torch.arange(1, T + 1, dtype=x.dtype)[None, :, None]\n"
-    "return self.proj(v.cumsum(1) / counts)"
+    "return self.proj(x.cumsum(1) / counts)"
 )
 # Sums the future: a reverse cumulative sum.
 FUTURE_SUM = mixer("return self.proj(x.flip(1).cumsum(1).flip(1))")
@@ -48,6 +48,8 @@ NON_FINITE = mixer("return self.proj(x) / 0")
 TOO_MANY_PARAMS = mixer("return self.proj(x) + self.big(x)[..., : x.shape[-1]]",
                         init_extra="self.big = nn.Linear(d_model, 16 * d_model, bias=False)")
 WRONG_SHAPE = mixer("return self.proj(x)[:, :-1]")
+# DeltaNet's budget, but half of it is never used: the output does not reach `unused`.
+DEAD_WEIGHTS = mixer("return self.proj(x)", init_extra="self.unused = nn.Linear(d_model, d_model)")
 BROKEN_INIT = mixer("return x", init_extra="self.proj = nn.Linear(d_model, d_model // 0)")
 NO_MIXER_CLASS = "import torch\n\n\nclass Layer(torch.nn.Module):\n    pass\n"
 SYNTAX_ERROR = "import torch\n\nclass Mixer(torch.nn.Module)\n    pass\n"

@@ -86,6 +86,13 @@ def test_a_wrong_output_shape_is_a_runtime_error() -> None:
     assert "shape" in report["errors"][0]["message"]
 
 
+def test_parameters_the_output_never_reaches_are_dead_weight() -> None:
+    report = check_code(mixers.DEAD_WEIGHTS)
+    assert_fails_at(report, "forward_backward", "unused_parameters")
+    assert report["checks"]["forward_backward"]["unused"] == ["unused.weight", "unused.bias"]
+    assert "unused.weight, unused.bias (4160 values)" in report["errors"][0]["message"]
+
+
 @pytest.mark.parametrize("code", [mixers.BROKEN_INIT, mixers.NO_MIXER_CLASS], ids=["raises", "no_mixer"])
 def test_code_that_cannot_build_a_mixer_is_a_build_error(code: str) -> None:
     report = check_code(code)

@@ -62,3 +62,35 @@ async def test_a_candidate_is_re_trained_on_three_seeds_beside_both_baselines_an
     assert len(json.loads(decision.statistics_json)) == 4  # two baselines x two metrics
     # The seeds differ: a replicate is a new training, not a copy of the first.
     assert len({rows["val_loss"] for rows in per_seed["c1"].values()}) == 3
+
+
+async def test_a_promotion_profile_re_trains_every_seed_at_that_profile(store: EventStore, services: Services) -> None:
+    """A run that explores at one profile and promotes at another: the first trainings are at the
+    exploration profile, so none of them can stand in for a seed of the re-runs. (The run says it
+    explores at `explore` and the test trains its first jobs at `tiny`, the only profile fast enough
+    here; the judge reads only the run's two names.)"""
+    services.start("engineer", ASI_WORKER_ID="engineer-1")
+    services.start("judge", ASI_PROMOTE_TOP_K="1", ASI_PROMOTE_SEEDS="2", ASI_PROMOTE_ABOVE_BASELINES="0")
+    run = await store.append(events_pb2.RunStarted(profile="explore", promotion_profile="tiny", experiments=1),
+                             run_id=RUN, aggregate_id=RUN)
+    seed = EvolveMind(0).seed_proposal()
+    await propose_and_train(store, "b1", seed, baseline=True, correlation=run.event_id)
+    await propose_and_train(store, "b2", gated_deltanet_proposal(), baseline=True, correlation=run.event_id)
+    components = genome.make_valid({**seed.components, "decay": "scalar"}, keep="decay")
+    child = Proposal(name=genome.name_of(components), motivation="a scalar decay on the seed",
+                     code=genome.render(components, genome.name_of(components), "a scalar decay on the seed"),
+                     components=components, origin="original", citations=(), mutation="decay: none -> scalar")
+    await propose_and_train(store, "c1", child, baseline=False, parent="b1", correlation=run.event_id)
+
+    records = await wait_for(store, lambda rs: of_type(rs, "ArchitecturePromoted") or of_type(rs, "PromotionDenied"),
+                             1500, "a promotion decision")
+    replicates = [envelope.unpack(r.env) for r in of_type(records, "TrainingRequested")]
+    replicates = [r for r in replicates if r.purpose == "replicate"]
+    expected = [f"job-{a}-seed{s}" for a in ("b1", "b2", "c1") for s in (0, 1)]
+    assert sorted(r.job_id for r in replicates) == sorted(expected)
+    assert {r.profile for r in replicates} == {"tiny"}
+    requested = envelope.unpack(of_type(records, "PromotionRequested")[0].env)
+    assert json.loads(requested.jobs_json)["c1"] == {"0": "job-c1-seed0", "1": "job-c1-seed1"}
+    decision = envelope.unpack((of_type(records, "ArchitecturePromoted") or of_type(records, "PromotionDenied"))[0].env)
+    plan = json.loads(decision.per_seed_json)
+    assert set(plan) == {"b1", "b2", "c1"} and all(set(rows) == {"0", "1"} for rows in plan.values())

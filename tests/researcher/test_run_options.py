@@ -32,3 +32,26 @@ def test_an_unknown_strategy_is_refused_by_the_parser(capsys):
 def test_a_missing_seed_architecture_is_refused(tmp_path: Path):
     with pytest.raises(UsageError, match="is not a file"):
         options("--seed-arch", str(tmp_path / "absent.py"))
+
+
+def preset_options(*args: str):
+    return run_options(build_parser().parse_args(["run", *args]))
+
+
+def test_the_discover_preset_names_the_exploration_and_promotion_profiles():
+    chosen = preset_options("--preset", "discover")
+    assert (chosen.preset, chosen.profile, chosen.promotion_profile, chosen.experiments) == (
+        "discover", "explore", "cpu", 100)
+    # A flag given beside the preset overrides its value; the rest of the preset stands.
+    chosen = preset_options("--preset", "discover", "--experiments", "12", "--promotion-profile", "tiny")
+    assert (chosen.profile, chosen.promotion_profile, chosen.experiments) == ("explore", "tiny", 12)
+    # Without a preset: the built-in defaults, promotions at the run's own profile.
+    plain = preset_options()
+    assert (plain.preset, plain.profile, plain.promotion_profile, plain.experiments) == ("", "cpu", "", 8)
+
+
+def test_an_unknown_preset_or_promotion_profile_is_refused():
+    with pytest.raises(UsageError, match="--preset fast: unknown; known: discover"):
+        preset_options("--preset", "fast")
+    with pytest.raises(UsageError, match="--promotion-profile: unknown profile 'huge'"):
+        preset_options("--promotion-profile", "huge")
