@@ -22,7 +22,7 @@ from services.runtime import envelope
 from services.runtime.eventstore import EventStore
 from services.runtime.launcher import Launcher, UsageError, load, run_options, start_run
 from services.runtime.log import configure as configure_logs
-from services.runtime.logfile import LogNotFound, fold, read_data_dir, read_file, with_log
+from services.runtime.logfile import LogNotFound, fold, open_export, read_data_dir, read_file, with_log
 from services.runtime.natsauth import server_config
 from services.runtime.projection import ArchitectureView, Projection
 
@@ -102,7 +102,7 @@ def read_nats(url: str) -> list[events_pb2.Envelope]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     events = _events(args)
-    with open(args.output, "w") as out:
+    with open_export(args.output, "w") as out:
         out.writelines(envelope.export_lines(events))
     print(f"exported {len(events)} events to {args.output}", file=sys.stderr)
     return 0
@@ -112,7 +112,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not args.file.exists():
         print(f"error: {args.file} does not exist", file=sys.stderr)
         return 2
-    with args.file.open() as lines:
+    with open_export(args.file) as lines:
         report = envelope.verify_chain(line for line in lines if line.strip())
     if args.json:
         print(json.dumps(asdict(report), sort_keys=True))
@@ -210,6 +210,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.output:
         path = html_report.write(report, args.output)
         print(f"report written to {path}", file=sys.stderr)
+    if args.markdown:
+        from services.analyst.summary import markdown
+
+        args.markdown.write_text(markdown(report))
+        print(f"figures written to {args.markdown}", file=sys.stderr)
     if args.json:
         print(json.dumps(report, sort_keys=True))
         return 0
@@ -248,7 +253,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="a named configuration: discover (the README's discovery run); "
                         "flags given beside it override its values")
     parser.add_argument("--experiments", type=int, help="experiment budget, baseline excluded (default 8)")
-    parser.add_argument("--profile", help="training profile: tiny, explore, cpu, gpu-20m, gpu-340m (default cpu)")
+    parser.add_argument("--profile", help="training profile: tiny, cpu, explore, gpu-20m, gpu-340m (default cpu)")
     parser.add_argument("--promotion-profile", help="the profile promotions re-train at (default: the run's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engineers", type=int, help="engineer workers (jobs in flight); default: one per core, "
@@ -336,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--file", type=Path, help="read an exported log instead of the data dir")
     source.add_argument("--nats", metavar="URL", help="read the log from this running NATS instead of the data dir")
     report.add_argument("-o", "--output", type=Path, help="write OUTPUT/index.html, one self-contained page")
+    report.add_argument("--markdown", type=Path, metavar="FILE",
+                        help="also write the run's figures as Markdown (the README's \"Discoveries\" section)")
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=cmd_report)
 

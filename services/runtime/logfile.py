@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from services.pb import events_pb2
 from services.runtime import envelope
@@ -53,11 +55,19 @@ def read_data_dir(data_dir: Path) -> list[events_pb2.Envelope]:
     return with_log(data_dir, read)
 
 
+def open_export(path: Path, mode: str = "r") -> TextIO:
+    """An exported log to read or write ("w"), gzip-compressed when its name ends in ``.gz`` (a
+    committed run); compressed at a fixed mtime, so one log always gives the same bytes."""
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.GzipFile(path, mode + "b", mtime=0), encoding="utf-8")
+    return path.open(mode)
+
+
 def read_file(path: Path) -> list[events_pb2.Envelope]:
     """Events of an exported file; raises MalformedEvent on a line that does not parse."""
     if not path.exists():
         raise LogNotFound(f"{path} does not exist")
-    with path.open() as handle:
+    with open_export(path) as handle:
         lines = [line.rstrip("\n") for line in handle if line.strip()]
     if lines and envelope.parse_trailer(lines[-1]) is not None:
         lines.pop()  # the export's seal: `events verify` checks it

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.analyst.analytics import run_analytics
+from services.analyst.summary import markdown
 from services.cli import main
 from services.runtime.logfile import fold, read_file
 from tests.analyst.history import RUN, History, full_history
@@ -41,6 +42,19 @@ def test_the_page_has_every_section_filled_and_the_json_has_the_same_figures(
     for item in figures["gallery"]:
         assert (tmp_path / "out" / "sota" / f"{item['arch_id']}.py").read_text() == item["code"]
         assert f"sota/{item['arch_id']}.py" in page
+
+
+def test_the_markdown_figures_are_a_function_of_the_report(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    log = full_history().write(tmp_path / "run.jsonl")
+    assert main(["report", "--file", str(log), "--markdown", str(tmp_path / "figures.md"), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    text = (tmp_path / "figures.md").read_text()
+    assert text == markdown(figures)
+    # The two SOTA of the hand-built history (c1, c3) and the denied c2, with their re-runs' means.
+    assert "| c1 (`c1`) | 0.6000 | **SOTA** |" in text and "| c2 (`c2`) | 0.5500 | denied |" in text
+    assert "| SOTA rate per trained experiment | 2 of 5 (40.0%) |" in text
+    assert "**c3** (`c3`, origin original" in text and "| b2 | 2.9000 / 0.280 |" in text
 
 
 def test_a_run_in_progress_is_reported_as_such(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
