@@ -269,6 +269,16 @@ DEF_LINE = re.compile(r"^(?:async\s+)?def\s+(\w+)\s*\(")
 
 
 CLASS_LINE = re.compile(r"^class\s+Mixer\b")
+HELPER_LINE = re.compile(r"^class\s+(\w+)\s*[(:]")  # a module-level class the methods use
+
+
+def _top_level_end(lines: list[str], start: int) -> int:
+    """The line after the module-level block that starts at ``start`` (trailing blank lines not included)."""
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].strip() and not lines[i][0].isspace()
+                and not lines[i].lstrip().startswith("#")), len(lines))
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    return end
 
 
 def _method_spans(lines: list[str]) -> tuple[dict[str, tuple[int, int]], str, int]:
@@ -278,10 +288,7 @@ def _method_spans(lines: list[str]) -> tuple[dict[str, tuple[int, int]], str, in
     start = next((i for i, line in enumerate(lines) if CLASS_LINE.match(line)), None)
     if start is None:
         raise ValueError("the code has no class Mixer to put methods in")
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].strip() and not lines[i][0].isspace()
-                and not lines[i].lstrip().startswith("#")), len(lines))
-    while end > start + 1 and not lines[end - 1].strip():
-        end -= 1
+    end = _top_level_end(lines, start)
     defs = [(i, m) for i in range(start + 1, end) if (m := re.match(r"^(\s+)(?:async\s+)?def\s+(\w+)\s*\(", lines[i]))]
     if not defs:
         raise ValueError("class Mixer has no methods to rewrite")
@@ -309,7 +316,8 @@ def method_texts(methods: list[dict], notes: list[str] | None = None) -> list[st
         text = textwrap.dedent(strip_fence(str(method.get("code", ""))).strip("\n"))
         if not text.strip():
             continue
-        if texts and not DEF_LINE.match(text.lstrip()) and not text.lstrip().startswith("@"):
+        starts_item = DEF_LINE.match(text.lstrip()) or HELPER_LINE.match(text.lstrip()) or text.lstrip()[:1] == "@"
+        if texts and not starts_item:
             texts[-1] += "\n" + text
             if notes is not None:
                 notes.append(f"method {n} continues method {n - 1}: joined")
@@ -318,7 +326,7 @@ def method_texts(methods: list[dict], notes: list[str] | None = None) -> list[st
     cleaned = []
     for n, text in enumerate(texts, start=1):
         head, *body = text.splitlines()
-        if any(line[:1] in "+-" for line in body):
+        if any(line.startswith(("+", "-")) for line in body):
             body = [line[1:] if line.startswith("+") else line for line in body if not line.startswith("-")]
             if notes is not None:
                 notes.append(f"method {n}: a diff's +/- markers removed")
@@ -331,12 +339,19 @@ def apply_methods(code: str, methods: list[dict], notes: list[str] | None = None
     or added at the end of the class; ``ValueError`` says which method failed and why. A method that
     does not parse is still put in place, noted: the validity gate then names its error and line, and
     the repair round shows the model that line (a parse failure here would give it nothing to fix);
-    the code itself need not parse either (a repair rewrites code that did not)."""
+    the code itself need not parse either (a repair rewrites code that did not). A helper class
+    (measured: the 1.5B model sent one as a method) goes at module level, before ``Mixer``, in place
+    of a class of its name if there is one."""
+    texts = method_texts(methods, notes)
+    helpers = [text for text in texts if HELPER_LINE.match(text)]
+    code = _with_helpers(code, helpers, notes)
     lines = code.splitlines(keepends=True)
     spans, indent, end_of_class = _method_spans(lines)
     replaced: dict[str, str] = {}
     added: list[str] = []
-    for n, text in enumerate(method_texts(methods, notes), start=1):
+    for n, text in enumerate(texts, start=1):
+        if text in helpers:
+            continue
         found = DEF_LINE.match(text.lstrip())
         if found is None:
             raise ValueError(f"method {n} does not start with `def` (first line: {text.splitlines()[0][:80]!r})")
@@ -359,6 +374,27 @@ def apply_methods(code: str, methods: list[dict], notes: list[str] | None = None
     for start, end, text in sorted(changes, key=lambda change: -change[0]):
         lines[start:end] = [text]
     return "".join(lines)
+
+
+def _with_helpers(code: str, helpers: list[str], notes: list[str] | None) -> str:
+    for text in helpers:
+        name = HELPER_LINE.match(text).group(1)  # type: ignore[union-attr]
+        if name == "Mixer":
+            raise ValueError("the answer rewrites class Mixer whole; send its methods, each a `def`")
+        lines = code.splitlines(keepends=True)
+        start = next((i for i, line in enumerate(lines) if re.match(rf"^class\s+{name}\b", line)), None)
+        if start is not None:
+            lines[start:_top_level_end(lines, start)] = [text]
+        else:
+            mixer = next((i for i, line in enumerate(lines) if CLASS_LINE.match(line)), None)
+            if mixer is None:
+                raise ValueError("the code has no class Mixer to put methods in")
+            lines[mixer:mixer] = [text, "\n\n"]
+        code = "".join(lines)
+        if notes is not None:
+            notes.append(f"helper class {name} put at module level"
+                         + (" in place of its namesake" if start is not None else ", before Mixer"))
+    return code
 
 
 def _tolerant_find(code: str, search: str) -> tuple[int, int] | None:

@@ -283,6 +283,29 @@ def test_a_method_without_def_is_a_clear_failure_and_one_that_does_not_parse_goe
     assert gates.contract_failure(broken)["kind"] == "syntax_error"
 
 
+def test_a_helper_class_goes_to_module_level_and_a_whole_mixer_class_is_refused() -> None:
+    # Measured with the 1.5B model: a helper module sent as one of the methods.
+    helper = ("class Gate(nn.Module):\n    def __init__(self, d):\n        super().__init__()\n"
+              "        self.lin = nn.Linear(d, d)\n\n    def forward(self, x):\n"
+              "        return torch.sigmoid(self.lin(x))\n")
+    init = ("def __init__(self, d_model: int, n_heads: int) -> None:\n    super().__init__()\n"
+            "    self.proj = nn.Linear(d_model, d_model)\n    self.gate = Gate(d_model)")
+    notes: list[str] = []
+    rewritten = apply_methods(MIXER, [{"code": init}, {"code": helper},
+                                      {"code": "def forward(self, x):\n    return self.proj(x) * self.gate(x)"}], notes)
+    assert rewritten.index("class Gate(nn.Module):") < rewritten.index("class Mixer(nn.Module):")
+    assert notes == ["helper class Gate put at module level, before Mixer"]
+    namespace: dict = {}
+    exec(compile(rewritten, "candidate.py", "exec"), namespace)
+    mixer = namespace["Mixer"](8, 2)
+    assert mixer(torch.ones(1, 3, 8)).shape == (1, 3, 8) and isinstance(mixer.gate, namespace["Gate"])
+    # A second answer that rewrites the helper replaces it rather than defining it twice.
+    again = apply_methods(rewritten, [{"code": helper.replace("torch.sigmoid", "torch.tanh")}])
+    assert again.count("class Gate") == 1 and "torch.tanh(self.lin(x))" in again
+    with pytest.raises(ValueError, match="rewrites class Mixer whole"):
+        apply_methods(MIXER, [{"code": "class Mixer(nn.Module):\n    pass\n"}])
+
+
 def test_a_split_method_is_joined_and_copied_diff_markers_are_removed() -> None:
     # Measured with the 1.5B model: __init__ split over two items, and the reference diff's +/- lines.
     notes: list[str] = []
