@@ -275,7 +275,7 @@ def test_a_method_replaces_its_namesake_whole_and_a_new_one_is_added() -> None:
 
 def test_a_method_without_def_is_a_clear_failure_and_one_that_does_not_parse_goes_to_the_gate() -> None:
     with pytest.raises(ValueError, match="method 1 does not start with `def`"):
-        apply_methods(MIXER, [{"code": "self.A_log = nn.Parameter(torch.zeros(2))"}])
+        apply_methods(MIXER, [{"code": "return self.proj(x) * 2"}])
     notes: list[str] = []
     broken = apply_methods(MIXER, [{"code": "def forward(self, x):\n    return (\n"}], notes)
     assert "    def forward(self, x):\n        return (\n" in broken  # in place: the gate names the line
@@ -304,6 +304,26 @@ def test_a_helper_class_goes_to_module_level_and_a_whole_mixer_class_is_refused(
     assert again.count("class Gate") == 1 and "torch.tanh(self.lin(x))" in again
     with pytest.raises(ValueError, match="rewrites class Mixer whole"):
         apply_methods(MIXER, [{"code": "class Mixer(nn.Module):\n    pass\n"}])
+
+
+def test_lines_of_init_sent_without_a_def_are_added_to_init() -> None:
+    # Measured with the 1.5B model: `self.A_log = nn.Parameter(...)` as a "method", no def around it.
+    notes: list[str] = []
+    rewritten = apply_methods(MIXER, [{"code": "self.scale = nn.Parameter(torch.ones(1))"},
+                                      {"code": "def forward(self, x):\n    return self.proj(x) * self.scale"}], notes)
+    assert "        self.proj = nn.Linear(d_model, d_model)\n        self.scale = nn.Parameter(torch.ones(1))\n" \
+        in rewritten
+    assert notes == ["item(s) 1: lines of __init__ without a def, added at the end of __init__"]
+    namespace: dict = {}
+    exec(compile(rewritten, "candidate.py", "exec"), namespace)
+    mixer = namespace["Mixer"](8, 2)
+    assert mixer(torch.ones(1, 3, 8)).shape == (1, 3, 8) and mixer.scale.shape == (1,)
+    # Beside the answer's own __init__, the lines go at its end. (After another item they continue it.)
+    own = apply_methods(MIXER, [{"code": "self.scale = nn.Parameter(torch.ones(1))"},
+                                {"code": "def __init__(self, d_model, n_heads):\n    super().__init__()\n"
+                                         "    self.proj = nn.Identity()"},
+                                {"code": "def forward(self, x):\n    return self.proj(x) * self.scale"}])
+    assert "        self.proj = nn.Identity()\n        self.scale = nn.Parameter(torch.ones(1))\n" in own
 
 
 def test_a_split_method_is_joined_and_copied_diff_markers_are_removed() -> None:
