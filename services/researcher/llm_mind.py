@@ -319,9 +319,7 @@ def method_texts(methods: list[dict], notes: list[str] | None = None) -> list[st
             continue
         starts_item = DEF_LINE.match(text.lstrip()) or HELPER_LINE.match(text.lstrip()) or text.lstrip()[:1] == "@"
         if texts and not starts_item:
-            texts[-1] += "\n" + text
-            if notes is not None:
-                notes.append(f"method {n} continues method {n - 1}: joined")
+            texts[-1] = _joined(texts[-1], text, n, notes)
             continue
         texts.append(text)
     cleaned = []
@@ -333,6 +331,29 @@ def method_texts(methods: list[dict], notes: list[str] | None = None) -> list[st
                 notes.append(f"method {n}: a diff's +/- markers removed")
         cleaned.append(textwrap.dedent("\n".join([head, *body])).strip("\n") + "\n")
     return cleaned
+
+
+def _joined(previous: str, continuation: str, n: int, notes: list[str] | None) -> str:
+    """A method split over two items, put back together at the method's body indentation. Measured
+    with the 1.5B model: the second part's first line at column 0 and the rest at the body's
+    indentation (or all of it at column 0), and the first part cut after a comma, mid-statement
+    (``assert ..., `` with its message lost): the dangling comma is dropped."""
+    head, *body_lines = previous.rstrip("\n").splitlines()
+    body = next((_indent(line) for line in body_lines if line.strip()), "    ")
+    lines = continuation.splitlines()
+    rest = [line for line in lines[1:] if line.strip()]
+    if all(not line[:1].isspace() for line in lines if line.strip()):
+        lines = [body + line if line.strip() else line for line in lines]
+    elif len(_indent(lines[0])) < len(body) and all(_indent(line).startswith(body) for line in rest):
+        lines[0] = body + lines[0].lstrip(" ")
+    last = previous.rstrip()
+    if last.endswith(","):
+        previous = last[:-1].rstrip() + "\n"
+        if notes is not None:
+            notes.append(f"method {n - 1} ends in a dangling comma: removed")
+    if notes is not None:
+        notes.append(f"method {n} continues method {n - 1}: joined")
+    return previous.rstrip("\n") + "\n" + "\n".join(lines)
 
 
 def apply_methods(code: str, methods: list[dict], notes: list[str] | None = None) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -40,6 +41,9 @@ from tests.recorded_llm import RecordedAnswerServer, completion, delayed, http_e
 
 PARENT = recorded_parent()
 CONTEXT = Context(PARENT, PARENT, REFERENCES)
+
+
+RECORDED = Path(__file__).resolve().parents[1] / "recorded" / "llm-mind"
 
 
 def real_answer() -> dict:
@@ -304,6 +308,21 @@ def test_a_helper_class_goes_to_module_level_and_a_whole_mixer_class_is_refused(
     assert again.count("class Gate") == 1 and "torch.tanh(self.lin(x))" in again
     with pytest.raises(ValueError, match="rewrites class Mixer whole"):
         apply_methods(MIXER, [{"code": "class Mixer(nn.Module):\n    pass\n"}])
+
+
+def test_an_init_split_mid_statement_by_the_real_model_is_joined_into_code_that_parses() -> None:
+    # The 1.5B model's answer, as the run logged it: __init__ cut after `assert ..., ` and continued in
+    # the next item, whose first line is at column 0 and the rest at the body's indentation.
+    recorded = json.loads((RECORDED / "split-init-methods.json").read_text())
+    notes: list[str] = []
+    code = apply_methods(seed_parent().code, recorded["methods"], notes)
+    assert notes == ["method 1 ends in a dangling comma: removed", "method 2 continues method 1: joined"]
+    assert gates.contract_failure(code) is None  # it parses now; what is left is the model's own error,
+    namespace: dict = {}  # a module it uses and never imports, for the repair round to fix
+    exec(compile(code, "candidate.py", "exec"), namespace)
+    with pytest.raises(NameError, match="name 'math' is not defined"):
+        namespace["Mixer"](64, 2)
+    assert "        self.a_proj = nn.Linear(d_model, self.n_heads, bias=False)" in code  # at the body's indent
 
 
 def test_lines_of_init_sent_without_a_def_are_added_to_init() -> None:
