@@ -334,18 +334,21 @@ def method_texts(methods: list[dict], notes: list[str] | None = None) -> list[st
 
 
 def _joined(previous: str, continuation: str, n: int, notes: list[str] | None) -> str:
-    """A method split over two items, put back together at the method's body indentation. Measured
-    with the 1.5B model: the second part's first line at column 0 and the rest at the body's
-    indentation (or all of it at column 0), and the first part cut after a comma, mid-statement
-    (``assert ..., `` with its message lost): the dangling comma is dropped."""
+    """A method split over several items, put back together at the method's body indentation.
+    Measured with the 1.5B model: a part's first line at column 0 and its other lines indented as
+    deep as the model's last line was (the body's, or a loop's inside it), and a part cut after a
+    comma, mid-statement (``assert ..., `` with its message lost): the first line takes its
+    neighbours' indentation, the part starts at the body's, and the dangling comma is dropped. A
+    part with a diff's ``+``/``-`` markers is left as it is (``method_texts`` removes them)."""
     head, *body_lines = previous.rstrip("\n").splitlines()
     body = next((_indent(line) for line in body_lines if line.strip()), "    ")
     lines = continuation.splitlines()
-    rest = [line for line in lines[1:] if line.strip()]
-    if all(not line[:1].isspace() for line in lines if line.strip()):
-        lines = [body + line if line.strip() else line for line in lines]
-    elif len(_indent(lines[0])) < len(body) and all(_indent(line).startswith(body) for line in rest):
-        lines[0] = body + lines[0].lstrip(" ")
+    if not any(line.startswith(("+", "-")) for line in lines):
+        rest = [line for line in lines[1:] if line.strip()]
+        inner = min((len(_indent(line)) for line in rest), default=0)
+        if len(_indent(lines[0])) < inner:
+            lines[0] = " " * inner + lines[0].lstrip(" ")
+        lines = [body + line if line.strip() else line for line in textwrap.dedent("\n".join(lines)).splitlines()]
     last = previous.rstrip()
     if last.endswith(","):
         previous = last[:-1].rstrip() + "\n"

@@ -323,6 +323,13 @@ def test_an_init_split_mid_statement_by_the_real_model_is_joined_into_code_that_
     with pytest.raises(NameError, match="name 'math' is not defined"):
         namespace["Mixer"](64, 2)
     assert "        self.a_proj = nn.Linear(d_model, self.n_heads, bias=False)" in code  # at the body's indent
+    # Another answer of the same run: __init__ in four parts, each later part's lines as deep as the
+    # model's last line (12 spaces after a loop), each first line at column 0.
+    again = json.loads((RECORDED / "split-init-methods-2.json").read_text())
+    code = apply_methods(seed_parent().code, again["methods"])
+    assert gates.contract_failure(code) is None
+    assert "\n        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)\n" in code
+    assert "\n        dt = torch.exp(" in code
 
 
 def test_lines_of_init_sent_without_a_def_are_added_to_init() -> None:
