@@ -37,9 +37,11 @@ from __future__ import annotations
 import ast
 import builtins
 import difflib
+import io
 import re
 import textwrap
-from dataclasses import dataclass, field
+import tokenize
+from dataclasses import dataclass, field, replace
 
 from services.researcher.mind import Proposal, Reference
 from services.runtime.llm import Exchange, LLMClient, LLMError
@@ -619,6 +621,34 @@ def reference_diff(parent: ArchitectureView, others: list[ArchitectureView]) -> 
             + "\n".join(list(diff)[2:]))
 
 
+def single_quoted(code: str) -> str:
+    """``code`` with its one-line double-quoted strings in single quotes (same values). A methods
+    answer carries code inside a JSON string, where a bare ``"`` ends the string: measured with the
+    1.5B model under llama-server's JSON grammar, every ``__init__`` it copied stopped at the
+    parent's ``assert ..., "widths must ..."``. Shown and edited in this style, the code it copies
+    needs no escapes."""
+    lines = code.splitlines(keepends=True)
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return code  # code that does not tokenize is shown as it is (a repair's)
+    for token in reversed(tokens):
+        text = token.string
+        prefix = text[: len(text) - len(text.lstrip("rRbBuUfF"))]
+        body = text[len(prefix):]
+        if (token.type != tokenize.STRING or token.start[0] != token.end[0] or not body.startswith('"')
+                or body.startswith('"""') or "'" in body or "\\" in body):
+            continue
+        row, start, end = token.start[0] - 1, token.start[1], token.end[1]
+        lines[row] = lines[row][:start] + prefix + "'" + body[1:-1] + "'" + lines[row][end:]
+    return "".join(lines)
+
+
+def _single_quoted_context(context: Context) -> Context:
+    return replace(context, parent=replace(context.parent, code=single_quoted(context.parent.code)),
+                   others=[replace(o, code=single_quoted(o.code)) for o in context.others])
+
+
 def build_prompt(context: Context, budget_tokens: int = CONTEXT_TOKENS) -> str:
     """The user message: the parent first (always whole), then the evidence, each section clipped
     to what is left of the token budget."""
@@ -693,6 +723,8 @@ class LLMMind:
     async def propose(self, context: Context, *, attempt: int = 1) -> Draft:
         """A child of ``context.parent``; ``attempt`` varies the sampling seed, so a retry is a new draw."""
         methods = self.answer_format == "methods"
+        if methods:
+            context = _single_quoted_context(context)
         exchange = await self._ask(SYSTEM_METHODS if methods else SYSTEM, build_prompt(context, self.context_tokens),
                                    "mixer_methods" if methods else "mixer_edits",
                                    METHODS_SCHEMA if methods else SCHEMA, PROPOSE_TEMPERATURE, attempt)
@@ -713,6 +745,9 @@ class LLMMind:
         """Edits of ``failed`` (proposal ``arch_id``) that answer ``failure`` ({kind, message, traceback});
         ``context``, the one the proposal was written in, when the researcher still has it."""
         methods = self.answer_format == "methods"
+        if methods:
+            failed = replace(failed, code=single_quoted(failed.code))
+            context = _single_quoted_context(context) if context is not None else None
         exchange = await self._ask(REPAIR_SYSTEM_METHODS if methods else REPAIR_SYSTEM,
                                    build_repair_prompt(failed.code, failure, context), "mixer_repair",
                                    REPAIR_METHODS_SCHEMA if methods else REPAIR_SCHEMA, REPAIR_TEMPERATURE, attempt)

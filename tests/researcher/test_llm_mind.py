@@ -10,6 +10,7 @@ the HTTP 500, the delay and the stopped server are the server's own behaviour.""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 from dataclasses import replace
@@ -33,6 +34,7 @@ from services.researcher.llm_mind import (
     check_origin,
     error_context,
     fix_imports,
+    single_quoted,
 )
 from services.researcher.mind import Reference
 from services.runtime.llm import LLMClient
@@ -330,6 +332,17 @@ def test_an_init_split_mid_statement_by_the_real_model_is_joined_into_code_that_
     assert gates.contract_failure(code) is None
     assert "\n        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)\n" in code
     assert "\n        dt = torch.exp(" in code
+
+
+def test_code_is_shown_for_a_methods_answer_with_strings_that_need_no_json_escape() -> None:
+    seed = seed_parent().code
+    shown = single_quoted(seed)
+    assert '"widths must split evenly into heads"' in seed
+    assert "'widths must split evenly into heads'" in shown and "rearrange(q, 'b t (h d) -> b t h d'" in shown
+    assert ast.dump(ast.parse(shown)) == ast.dump(ast.parse(seed))  # the same program
+    assert shown.count('"""') == seed.count('"""')  # docstrings stay as they are
+    assert single_quoted('x = "it\'s"\n') == 'x = "it\'s"\n'  # a quote inside: left alone
+    assert single_quoted("def broken(:\n") == "def broken(:\n"
 
 
 def test_lines_of_init_sent_without_a_def_are_added_to_init() -> None:
