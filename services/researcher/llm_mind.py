@@ -343,7 +343,9 @@ def _joined(previous: str, continuation: str, n: int, notes: list[str] | None) -
     neighbours' indentation, the part starts at the body's, and the dangling comma is dropped. A
     part with a diff's ``+``/``-`` markers is left as it is (``method_texts`` removes them)."""
     head, *body_lines = previous.rstrip("\n").splitlines()
-    body = next((_indent(line) for line in body_lines if line.strip()), "    ")
+    opens_block = DEF_LINE.match(head) or HELPER_LINE.match(head) or head.startswith("@")
+    # Inside a def, the body's indentation; after lines of __init__ sent without one, theirs.
+    body = next((_indent(line) for line in body_lines if line.strip()), "    ") if opens_block else _indent(head)
     lines = continuation.splitlines()
     if not any(line.startswith(("+", "-")) for line in lines):
         rest = [line for line in lines[1:] if line.strip()]

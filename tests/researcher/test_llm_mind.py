@@ -332,6 +332,14 @@ def test_an_init_split_mid_statement_by_the_real_model_is_joined_into_code_that_
     assert gates.contract_failure(code) is None
     assert "\n        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)\n" in code
     assert "\n        dt = torch.exp(" in code
+    # Lines of __init__ without a def, one statement per item: they continue one another at their own
+    # indentation, and go to the end of __init__ together (the same run, proposal arch-c2312768ea65).
+    lines = ["self.A_log = nn.Parameter(torch.empty(self.n_heads).uniform_(1.0, 16.0).log())",
+             "dt = torch.exp(torch.empty(self.n_heads).uniform_(math.log(0.001), math.log(0.1))).clamp(min=1e-4)",
+             "self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))"]
+    code = apply_methods(seed_parent().code, [{"code": line} for line in lines])
+    assert gates.contract_failure(code) is None
+    assert all(f"\n        {line}\n" in code for line in lines)
 
 
 def test_code_is_shown_for_a_methods_answer_with_strings_that_need_no_json_escape() -> None:
