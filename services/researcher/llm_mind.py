@@ -331,8 +331,37 @@ def method_texts(methods: list[dict], notes: list[str] | None = None) -> list[st
             body = [line[1:] if line.startswith("+") else line for line in body if not line.startswith("-")]
             if notes is not None:
                 notes.append(f"method {n}: a diff's +/- markers removed")
+        closed = [_closed_string(line) for line in body]
+        if closed != body and notes is not None:
+            notes.append(f"method {n}: a string left open before the call's closing parenthesis closed")
+        body = closed
         cleaned.append(textwrap.dedent("\n".join([head, *body])).strip("\n") + "\n")
     return cleaned
+
+
+def _closed_string(line: str) -> str:
+    """A line whose last argument string lost its closing quote, closed: measured with the 1.5B model,
+    ``rearrange(o, 'b t h d -> b t (h d))`` for ``... (h d)')``. Only where the quote count is odd,
+    the line ends in ``)``, and the string and the line both balance their parentheses once closed."""
+    code = line.split("  #")[0].rstrip()
+    for quote in ("'", '"'):
+        if not code.endswith(")") or not _opens_string(code, quote):
+            continue
+        start = code.rindex(quote)
+        inside = code[start + 1:-1]
+        fixed = code[:-1] + quote + ")"
+        if inside.count("(") == inside.count(")") and fixed.count("(") == fixed.count(")"):
+            return fixed + line[len(code):]
+    return line
+
+
+def _opens_string(code: str, quote: str) -> bool:
+    """Whether ``code`` leaves a ``quote`` string unterminated (a tokenizer error token, or its error)."""
+    try:
+        return any(t.type == tokenize.ERRORTOKEN and t.string == quote
+                   for t in tokenize.generate_tokens(io.StringIO(code.strip()).readline))
+    except (tokenize.TokenError, SyntaxError) as exc:
+        return "unterminated string" in str(exc)
 
 
 def _joined(previous: str, continuation: str, n: int, notes: list[str] | None) -> str:
