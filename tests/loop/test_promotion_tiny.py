@@ -36,22 +36,27 @@ async def propose_and_train(store: EventStore, arch: str, proposal: Proposal, *,
                                                      causation_id=requested.event_id))
 
 
+async def train_both_baselines_and_a_child_until_decided(store: EventStore, correlation: str) -> list:
+    """Both baselines (b1, b2) and a child of b1 (c1) proposed and trained; the log once the judge
+    has decided c1's promotion."""
+    seed = EvolveMind(0).seed_proposal()
+    await propose_and_train(store, "b1", seed, baseline=True, correlation=correlation)
+    await propose_and_train(store, "b2", gated_deltanet_proposal(), baseline=True, correlation=correlation)
+    components = genome.make_valid({**seed.components, "decay": "scalar"}, keep="decay")
+    child = Proposal(name=genome.name_of(components), motivation="a scalar decay on the seed",
+                     code=genome.render(components, genome.name_of(components), "a scalar decay on the seed"),
+                     components=components, origin="original", citations=(), mutation="decay: none -> scalar")
+    await propose_and_train(store, "c1", child, baseline=False, parent="b1", correlation=correlation)
+    return await wait_for(store, lambda rs: of_type(rs, "ArchitecturePromoted") or of_type(rs, "PromotionDenied"),
+                          1500, "a promotion decision")
+
+
 async def test_a_candidate_is_re_trained_on_three_seeds_beside_both_baselines_and_decided(
         store: EventStore, services: Services) -> None:
     services.start("engineer", ASI_WORKER_ID="engineer-1")
     services.start("judge", ASI_PROMOTE_TOP_K="1", ASI_PROMOTE_SEEDS="3", ASI_PROMOTE_ABOVE_BASELINES="0")
     run = await store.append(events_pb2.RunStarted(profile="tiny", experiments=1), run_id=RUN, aggregate_id=RUN)
-    seed = EvolveMind(0).seed_proposal()
-    await propose_and_train(store, "b1", seed, baseline=True, correlation=run.event_id)
-    await propose_and_train(store, "b2", gated_deltanet_proposal(), baseline=True, correlation=run.event_id)
-    components = genome.make_valid({**seed.components, "decay": "scalar"}, keep="decay")
-    child = Proposal(name=genome.name_of(components), motivation="a scalar decay on the seed",
-                     code=genome.render(components, genome.name_of(components), "a scalar decay on the seed"),
-                     components=components, origin="original", citations=(), mutation="decay: none -> scalar")
-    await propose_and_train(store, "c1", child, baseline=False, parent="b1", correlation=run.event_id)
-
-    records = await wait_for(store, lambda rs: of_type(rs, "ArchitecturePromoted") or of_type(rs, "PromotionDenied"),
-                             1500, "a promotion decision")
+    records = await train_both_baselines_and_a_child_until_decided(store, run.event_id)
     finished = [envelope.unpack(r.env) for r in of_type(records, "TrainingFinished")]
     assert sorted(f.job_id for f in finished) == sorted(
         [f"job-{a}" for a in ("b1", "b2", "c1")] + [f"job-{a}-seed{s}" for a in ("b1", "b2", "c1") for s in (1, 2)])
@@ -73,17 +78,7 @@ async def test_a_promotion_profile_re_trains_every_seed_at_that_profile(store: E
     services.start("judge", ASI_PROMOTE_TOP_K="1", ASI_PROMOTE_SEEDS="2", ASI_PROMOTE_ABOVE_BASELINES="0")
     run = await store.append(events_pb2.RunStarted(profile="explore", promotion_profile="tiny", experiments=1),
                              run_id=RUN, aggregate_id=RUN)
-    seed = EvolveMind(0).seed_proposal()
-    await propose_and_train(store, "b1", seed, baseline=True, correlation=run.event_id)
-    await propose_and_train(store, "b2", gated_deltanet_proposal(), baseline=True, correlation=run.event_id)
-    components = genome.make_valid({**seed.components, "decay": "scalar"}, keep="decay")
-    child = Proposal(name=genome.name_of(components), motivation="a scalar decay on the seed",
-                     code=genome.render(components, genome.name_of(components), "a scalar decay on the seed"),
-                     components=components, origin="original", citations=(), mutation="decay: none -> scalar")
-    await propose_and_train(store, "c1", child, baseline=False, parent="b1", correlation=run.event_id)
-
-    records = await wait_for(store, lambda rs: of_type(rs, "ArchitecturePromoted") or of_type(rs, "PromotionDenied"),
-                             1500, "a promotion decision")
+    records = await train_both_baselines_and_a_child_until_decided(store, run.event_id)
     replicates = [envelope.unpack(r.env) for r in of_type(records, "TrainingRequested")]
     replicates = [r for r in replicates if r.purpose == "replicate"]
     expected = [f"job-{a}-seed{s}" for a in ("b1", "b2", "c1") for s in (0, 1)]
