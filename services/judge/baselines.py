@@ -1,12 +1,13 @@
-"""The run's baselines: DeltaNet, the seed of the search (the researcher's genome renders it and
-every architecture descends from it), and Gated DeltaNet, the engineer's file of the paper's
-layer with the paper's initialisation. Both are proposed at run start and trained as ordinary
+"""The run's baselines: DeltaNet, the seed of the search (the researcher's genome renders it), and
+Gated DeltaNet, the engineer's file of the paper's layer with the paper's initialisation; the
+search descends from both. Both are proposed at run start and trained as ordinary
 jobs, so both are in the log; every candidate is judged against the stronger of the two on
 each fitness term."""
 
 from __future__ import annotations
 
 from services.engineer.baselines import baseline_code
+from services.researcher import genome
 from services.researcher.mind import Proposal
 
 SECOND_BASELINE = "gated_deltanet"
@@ -18,9 +19,9 @@ def gated_deltanet_proposal() -> Proposal:
         name="gated-deltanet",
         motivation=("Gated DeltaNet (Yang et al., 2025) is the run's second baseline: the delta rule with "
                     "Mamba2's per-head forgetting gate, as in the paper and with its gate initialisation. "
-                    "It is judged like any candidate but is never a parent: the search descends from the seed."),
+                    "It is judged like any candidate and, like the seed, is a root the search descends from."),
         code=baseline_code(SECOND_BASELINE),
-        components={},
+        components=genome.components_of(baseline_code(SECOND_BASELINE)),  # read from the file's text
         origin="seed",
         citations=(),
         mutation="none: a baseline",

@@ -1,9 +1,11 @@
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
 from services.cognition.knowledge import ExperienceEntry, KnowledgeBase, load_corpus
+from services.researcher.service import REFERENCES_PER_KIND, reference_hits
 
 
 def test_a_store_is_built_once_and_persists_across_restarts(tmp_path: Path, small_corpus: Path) -> None:
@@ -135,3 +137,26 @@ def test_run_filter_scopes_experience_only(kb: KnowledgeBase) -> None:
 def test_experience_with_an_unknown_tag_is_refused(kb: KnowledgeBase) -> None:
     with pytest.raises(ValueError, match="tags"):
         kb.add_experience(_experience("run-bad", tags=["norm=l2"]))
+
+
+def test_the_researcher_gets_papers_even_when_the_runs_analyses_outscore_them(kb: KnowledgeBase) -> None:
+    # The query is the parent's analysis; its siblings' analyses, written by the same analyst in the
+    # same words, read like it (measured on the first discovery run: 0 papers among the 6 hits for
+    # each of its last 12 analyses).
+    def analysis(n: int) -> str:
+        return (f"delta-window-{n} changed window: 64 -> {n} (origin experience). Against delta: val_loss "
+                f"2.61{n} vs 2.6617, benchmark mean 0.61{n} vs 0.6284. Against baseline gated-deltanet: "
+                f"val_loss 2.61{n} vs 2.2854 (+14.2%). Fitness 0.44{n} vs 0.4378: improved.")
+
+    for n in range(1, 9):
+        kb.add_experience(_experience("run-crowded", arch_id=f"arch-{n}", summary=analysis(n),
+                                      changes=f"window: 64 -> {n}", outcome="improved", tags=[]))
+    query = analysis(4)
+    assert {hit.kind for hit in kb.search(query, k=6, run_id="run-crowded")} == {"experience"}
+
+    async def search(query: str, *, k: int, kinds: tuple[str, ...], run_id: str) -> list:
+        return kb.search(query, k=k, kinds=kinds, run_id=run_id)
+
+    hits = asyncio.run(reference_hits(search, query, "run-crowded"))
+    assert [hit.kind for hit in hits] == (["cognition"] * REFERENCES_PER_KIND["cognition"]
+                                          + ["experience"] * REFERENCES_PER_KIND["experience"])
