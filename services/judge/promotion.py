@@ -20,6 +20,12 @@ ALPHA = 0.05
 TEST = ("one-sided paired t-test over seeds of the per-seed differences (candidate better is positive), "
         f"for each baseline on validation loss and on benchmark mean; SOTA only if every p < {ALPHA}")
 METRICS = {"val_loss": -1.0, "benchmark_mean": 1.0}  # sign that makes "candidate better" positive
+# A candidate whose fitness term on loss or on the benchmarks is below this at exploration trails the
+# stronger baseline there by more than about 5% of its loss or 0.055 of its benchmark mean
+# (services/judge/fitness.py squashes both): re-running it on more seeds cannot make it SOTA, which
+# needs both. The first discovery run spent its five promotions on such candidates, every one denied.
+TERM_FLOOR = 0.1
+MEASURED_TERMS = ("loss", "benchmark")
 
 
 @dataclass(frozen=True)
@@ -37,16 +43,19 @@ def promotion_seeds(first: int, config: PromotionConfig) -> list[int]:
     return [first + i for i in range(config.seeds)]
 
 
-def choose(fitness: float, best_baseline_fitness: float, earlier: list[float], requested: int,
-           config: PromotionConfig) -> str:
+def choose(fitness: float, terms: dict[str, float], best_baseline_fitness: float, earlier: list[float],
+           requested: int, config: PromotionConfig) -> str:
     """Why this candidate is promoted, or "" when it is not.
 
-    Eligible only above every baseline's fitness (unless ``above_baselines`` is off); then promoted
-    while fewer than ``top_k`` of the run's promotions have been requested, or whenever it beats
-    the best candidate so far.
+    Eligible (unless ``above_baselines`` is off) only above every baseline's fitness and with neither
+    measured term below ``TERM_FLOOR``; then promoted while fewer than ``top_k`` of the run's
+    promotions have been requested, or whenever it beats the best candidate so far.
     """
-    if config.above_baselines and fitness <= best_baseline_fitness:
-        return ""
+    if config.above_baselines:
+        if fitness <= best_baseline_fitness:
+            return ""
+        if any(terms[term] < TERM_FLOOR for term in MEASURED_TERMS):
+            return ""
     if requested < config.top_k:
         return (f"fitness {fitness:.4f} (best baseline {best_baseline_fitness:.4f}); promotion "
                 f"{requested + 1} of the run's top {config.top_k}")

@@ -101,7 +101,8 @@ class JudgeService(EventService):
         run_archs = self.projection.of_run(arch.run_id)
         verdict = judge(arch.result, results, quality, novelty_context(arch, run_archs[: run_archs.index(arch)]))
         if promote is None:
-            reason = promotion.choose(verdict.fitness, best_baseline, list(earlier), requested, self.promotion)
+            reason = promotion.choose(verdict.fitness, verdict.terms, best_baseline, list(earlier), requested,
+                                      self.promotion)
             promote = bool(reason)
         detail = {**verdict.detail, "leak_check": leak_check}
         await self.store.append(
