@@ -67,7 +67,7 @@ class Selection:
 def select(strategy: str, members: list[Member], rng: random.Random, turn: int) -> Selection:
     """The parent (and crossover partners) for the proposal of this ``turn`` under ``strategy``.
 
-    ``members`` is the scored pool, seeds included; raises ``ValueError`` for an unknown
+    ``members`` is the scored pool, seeds included, in the run's order of proposal; raises ``ValueError`` for an unknown
     strategy or an empty pool.
     """
     if strategy not in STRATEGIES:
@@ -89,7 +89,9 @@ def _ranked(members: list[Member]) -> list[Member]:
 
 
 def _cold_start(strategy: str, seeds: list[Member], scored: int, rng: random.Random, turn: int) -> Selection:
-    ordered = sorted(seeds, key=lambda m: m.arch_id)
+    # In the order given (the run's order of proposal), not by id: ids are random per run, so
+    # sorted by id two runs of one seed would draw different parents.
+    ordered = list(seeds)
     parent = rng.choice(ordered)
     others = [m for m in ordered if m.arch_id != parent.arch_id]
     partners = rng.sample(others, min(PARTNERS, len(others)))

@@ -205,29 +205,9 @@ class ResearcherService(EventService):
         return f"proposal-{place.get(arch_id, len(place))}"
 
     def _select_parent(self, run: RunView, arch_id: str, *, genome_only: bool = True) -> Selection:
-        """The parent (and crossover partners) under the run's strategy, from the scored designs (for
-        the evolve mind, ``genome_only``: those it can read as a genome; the LLM mind reads any code);
-        both baselines count from the start, at the judge's 0.5 until scored: the search descends from
-        DeltaNet and from Gated DeltaNet, whose forgetting gate carries the lowest validation loss of the
-        baselines (with the seed alone as a root, the first discovery run tried a decay once in 64
-        experiments)."""
+        """The parent (and crossover partners) under the run's strategy, from :func:`pool_members`."""
         archs = self.projection.of_run(run.run_id)
-        children: dict[str, int] = {}
-        for arch in archs:
-            for parent in arch.parents:
-                children[parent] = children.get(parent, 0) + 1
-        members = [
-            Member(
-                a.arch_id,
-                a.fitness if a.fitness is not None else 0.5,
-                children.get(a.arch_id, 0),
-                island=a.selection.get("island") if a.origin != "seed" else None,
-                seed=a.origin == "seed",
-            )
-            for a in archs
-            if (a.is_baseline or (a.status == "analyzed" and a.fitness is not None))
-            and (not genome_only or _readable_code(a.code))
-        ]
+        members = pool_members(archs, self.projection.baseline(run.run_id), genome_only=genome_only)
         rng = random.Random(f"{run.seed}:{self._draw_key(run, arch_id)}:parent")
         return select(run.parent_strategy or DEFAULT_STRATEGY, members, rng, _turn(archs))
 
@@ -622,6 +602,33 @@ def _signature(components: dict[str, str]) -> str:
         return ""
     return genome.signature(full)
 
+
+
+def pool_members(archs: list[ArchitectureView], root: ArchitectureView | None, *, genome_only: bool) -> list[Member]:
+    """The run's pool of parents, in the run's order of proposal: the root (the seed baseline) from
+    the start, at the judge's 0.5 until scored, and every scored design, Gated DeltaNet included
+    (for the evolve mind, ``genome_only``: those it can read as a genome; the LLM mind reads any code).
+
+    The cold start draws from the root and the ``--seed-arch`` files; Gated DeltaNet joins with its
+    score like a candidate. It is a parent because its forgetting gate carries the lowest validation
+    loss of the baselines: with the seed as the only root, the first discovery run tried a decay in
+    2 of 64 experiments and never the output gate."""
+    children: dict[str, int] = {}
+    for arch in archs:
+        for parent in arch.parents:
+            children[parent] = children.get(parent, 0) + 1
+    return [
+        Member(
+            a.arch_id,
+            a.fitness if a.fitness is not None else 0.5,
+            children.get(a.arch_id, 0),
+            island=a.selection.get("island") if a.origin != "seed" else None,
+            seed=a is root or (a.origin == "seed" and not a.is_baseline),
+        )
+        for a in archs
+        if (a is root or (a.status == "analyzed" and a.fitness is not None))
+        and (not genome_only or _readable_code(a.code))
+    ]
 
 @functools.lru_cache(maxsize=1024)
 def _readable_code(code: str) -> bool:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
+from services.engineer.baselines import baseline_code
+from services.researcher.mind import EvolveMind
 from services.researcher.selection import (
     COLD_START,
     ISLANDS,
@@ -16,8 +19,11 @@ from services.researcher.selection import (
     Member,
     select,
 )
+from services.researcher.service import pool_members
+from services.runtime.projection import ArchitectureView
 
 SEED = Member("seed", 0.5, seed=True)
+SEED_CODE = EvolveMind(0).seed_proposal().code
 
 
 def pool(n: int, *, children: int = 0) -> list[Member]:
@@ -46,6 +52,16 @@ def test_before_the_pool_is_ranked_the_seeds_are_the_parents(strategy):
         chosen = select(strategy, members, random.Random(n), n)
         assert chosen.numbers["phase"] == "cold_start" and chosen.numbers["scored"] == COLD_START - 1
         assert chosen.parent in {"seed", "seed-2"} and set(chosen.partners) <= {"seed", "seed-2"}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_cold_start_draws_by_place_not_by_id(strategy):
+    # Arch ids are random per run: two runs of one seed must draw the same place whatever the ids sort as.
+    for n in range(10):
+        drawn = [select(strategy, [Member(first, 0.5, seed=True), Member(second, 0.5, seed=True)],
+                        random.Random(n), n).parent
+                 for first, second in (("arch-aa", "arch-zz"), ("arch-zz", "arch-aa"))]
+        assert drawn in (["arch-aa", "arch-zz"], ["arch-zz", "arch-aa"])
 
 
 def test_unknown_strategies_and_empty_pools_are_refused():
@@ -107,3 +123,29 @@ def test_islands_go_round_and_migrate_from_the_neighbour_every_interval():
         else:
             assert not chosen.numbers["migration"] and parent.island in (island, None)
         assert all(next(m for m in members if m.arch_id == p).island in (island, None) for p in chosen.partners)
+
+
+def _arch(arch_id: str, *, baseline: bool = False, origin: str = "original", status: str = "analyzed",
+          fitness: float | None = 0.4, parents: tuple[str, ...] = (), code: str = "") -> ArchitectureView:
+    return ArchitectureView(arch_id=arch_id, run_id="run-t", name=arch_id, parents=list(parents), motivation="",
+                            code=code or SEED_CODE, code_hash="", components={}, origin=origin, citations=[],
+                            mutation="", parent_selection="", mind="evolve", is_baseline=baseline, fingerprint="",
+                            repair_of_attempt=0, status=status, fitness=fitness)
+
+
+def test_the_pool_holds_the_root_from_the_start_and_gated_deltanet_once_scored():
+    root = _arch("arch-dn", baseline=True, origin="seed", status="proposed", fitness=None)
+    gdn = _arch("arch-gdn", baseline=True, origin="seed", status="proposed", fitness=None,
+                code=baseline_code("gated_deltanet"))
+    early = pool_members([root, gdn], root, genome_only=True)
+    assert [(m.arch_id, m.fitness, m.seed) for m in early] == [("arch-dn", 0.5, True)]
+
+    scored_gdn = replace(gdn, status="analyzed", fitness=0.29)
+    child = _arch("arch-c", parents=("arch-gdn",), fitness=0.42)
+    unreadable = _arch("arch-llm", fitness=0.6, code="class Mixer: ...")
+    failed = _arch("arch-f", status="failed", fitness=None)
+    members = pool_members([root, scored_gdn, child, unreadable, failed], root, genome_only=True)
+    assert [(m.arch_id, m.seed, m.children) for m in members] == [
+        ("arch-dn", True, 0), ("arch-gdn", False, 1), ("arch-c", False, 0)]
+    # The LLM mind reads any code.
+    assert "arch-llm" in {m.arch_id for m in pool_members([root, unreadable], root, genome_only=False)}
