@@ -140,7 +140,7 @@ def describe(arch: ArchitectureView, projection: Projection) -> str:
     if arch.is_baseline:
         seed = projection.baseline(arch.run_id)
         lines.append("  role:       " + ("a baseline of the run and the seed of the search" if arch is seed
-                                         else "a baseline of the run, a parent once scored"))
+                                         else "a baseline of the run and a parent"))
     for parent_id in arch.parents:
         parent = projection.archs.get(parent_id)
         lines.append(f"  parent:     {parent_id} {parent.name if parent else '(unknown)'}")

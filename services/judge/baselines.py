@@ -1,6 +1,6 @@
 """The run's baselines: DeltaNet, the seed of the search (the researcher's genome renders it), and
 Gated DeltaNet, the engineer's file of the paper's layer with the paper's initialisation; the
-search descends from both (Gated DeltaNet once scored). Both are proposed at run start and trained as ordinary
+search descends from both. Both are proposed at run start and trained as ordinary
 jobs, so both are in the log; every candidate is judged against the stronger of the two on
 each fitness term."""
 
@@ -19,7 +19,7 @@ def gated_deltanet_proposal() -> Proposal:
         name="gated-deltanet",
         motivation=("Gated DeltaNet (Yang et al., 2025) is the run's second baseline: the delta rule with "
                     "Mamba2's per-head forgetting gate, as in the paper and with its gate initialisation. "
-                    "It is judged like any candidate and, once scored, is a parent like one."),
+                    "It is judged like any candidate and is a parent like one."),
         code=baseline_code(SECOND_BASELINE),
         components=genome.components_of(baseline_code(SECOND_BASELINE)),  # read from the file's text
         origin="seed",

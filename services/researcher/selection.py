@@ -49,6 +49,7 @@ class Member:
     children: int = 0
     island: int | None = None  # None: a seed, on every island
     seed: bool = False
+    baseline: bool = False  # a baseline is in the pool from the start and never counts as a scored experiment
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,15 @@ class Selection:
 def select(strategy: str, members: list[Member], rng: random.Random, turn: int) -> Selection:
     """The parent (and crossover partners) for the proposal of this ``turn`` under ``strategy``.
 
-    ``members`` is the scored pool, seeds included, in the run's order of proposal; raises ``ValueError`` for an unknown
-    strategy or an empty pool.
+    ``members`` is the pool, seeds and baselines included, in the run's order of proposal; raises
+    ``ValueError`` for an unknown strategy or an empty pool.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown parent strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
     if not members:
         raise ValueError("the pool is empty: nothing to select a parent from")
     seeds = [m for m in members if m.seed]
-    scored = [m for m in members if not m.seed]
+    scored = [m for m in members if not m.seed and not m.baseline]
     if len(scored) < COLD_START:
         return _cold_start(strategy, seeds or members, len(scored), rng, turn)
     chooser: dict[str, Callable[[list[Member], random.Random, int], Selection]] = {

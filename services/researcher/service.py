@@ -605,14 +605,16 @@ def _signature(components: dict[str, str]) -> str:
 
 
 def pool_members(archs: list[ArchitectureView], root: ArchitectureView | None, *, genome_only: bool) -> list[Member]:
-    """The run's pool of parents, in the run's order of proposal: the root (the seed baseline) from
-    the start, at the judge's 0.5 until scored, and every scored design, Gated DeltaNet included
-    (for the evolve mind, ``genome_only``: those it can read as a genome; the LLM mind reads any code).
+    """The run's pool of parents, in the run's order of proposal: both baselines from the start, at
+    the judge's 0.5 until scored, and every scored design (for the evolve mind, ``genome_only``: those
+    it can read as a genome; the LLM mind reads any code).
 
-    The cold start draws from the root and the ``--seed-arch`` files; Gated DeltaNet joins with its
-    score like a candidate. It is a parent because its forgetting gate carries the lowest validation
-    loss of the baselines: with the seed as the only root, the first discovery run tried a decay in
-    2 of 64 experiments and never the output gate."""
+    The cold start draws from the root (the seed baseline) and the ``--seed-arch`` files, and counts
+    only the run's own experiments; Gated DeltaNet then competes like a candidate. Both are in the
+    pool whatever has been scored, so which parents exist never depends on which training finished
+    first. Gated DeltaNet is a parent because its forgetting gate carries the lowest validation loss
+    of the baselines: with the seed as the only root, the first discovery run tried a decay in 2 of
+    64 experiments and never the output gate."""
     children: dict[str, int] = {}
     for arch in archs:
         for parent in arch.parents:
@@ -624,11 +626,13 @@ def pool_members(archs: list[ArchitectureView], root: ArchitectureView | None, *
             children.get(a.arch_id, 0),
             island=a.selection.get("island") if a.origin != "seed" else None,
             seed=a is root or (a.origin == "seed" and not a.is_baseline),
+            baseline=a.is_baseline,
         )
         for a in archs
-        if (a is root or (a.status == "analyzed" and a.fitness is not None))
+        if ((a.is_baseline and not a.failure) or (a.status == "analyzed" and a.fitness is not None))
         and (not genome_only or _readable_code(a.code))
     ]
+
 
 @functools.lru_cache(maxsize=1024)
 def _readable_code(code: str) -> bool:

@@ -133,12 +133,17 @@ def _arch(arch_id: str, *, baseline: bool = False, origin: str = "original", sta
                             repair_of_attempt=0, status=status, fitness=fitness)
 
 
-def test_the_pool_holds_the_root_from_the_start_and_gated_deltanet_once_scored():
+def test_the_pool_holds_both_baselines_from_the_start_and_counts_only_the_runs_own_experiments():
     root = _arch("arch-dn", baseline=True, origin="seed", status="proposed", fitness=None)
     gdn = _arch("arch-gdn", baseline=True, origin="seed", status="proposed", fitness=None,
                 code=baseline_code("gated_deltanet"))
     early = pool_members([root, gdn], root, genome_only=True)
-    assert [(m.arch_id, m.fitness, m.seed) for m in early] == [("arch-dn", 0.5, True)]
+    assert [(m.arch_id, m.fitness, m.seed, m.baseline) for m in early] == [
+        ("arch-dn", 0.5, True, True), ("arch-gdn", 0.5, False, True)]
+    # Whichever baseline is scored first, the cold start draws from the root and counts no baseline.
+    for pool in (early, pool_members([root, replace(gdn, status="analyzed", fitness=0.29)], root, genome_only=True)):
+        chosen = select("paper", pool, random.Random(0), 0)
+        assert chosen.parent == "arch-dn" and chosen.numbers["scored"] == 0
 
     scored_gdn = replace(gdn, status="analyzed", fitness=0.29)
     child = _arch("arch-c", parents=("arch-gdn",), fitness=0.42)
@@ -147,5 +152,7 @@ def test_the_pool_holds_the_root_from_the_start_and_gated_deltanet_once_scored()
     members = pool_members([root, scored_gdn, child, unreadable, failed], root, genome_only=True)
     assert [(m.arch_id, m.seed, m.children) for m in members] == [
         ("arch-dn", True, 0), ("arch-gdn", False, 1), ("arch-c", False, 0)]
-    # The LLM mind reads any code.
+    # The LLM mind reads any code; a failed baseline is no parent.
     assert "arch-llm" in {m.arch_id for m in pool_members([root, unreadable], root, genome_only=False)}
+    broken = replace(gdn, status="failed", failure={"kind": "timeout", "message": "m"})
+    assert [m.arch_id for m in pool_members([root, broken], root, genome_only=True)] == ["arch-dn"]
