@@ -325,12 +325,15 @@ class Launcher:
                 "PYTHONUNBUFFERED": "1"}
 
     def _processes(self, url: str, run_id: str) -> list[ServiceProcess]:
-        ports = {name: free_port() for name in SERVICE_NAMES}
+        # Only the services others dial get a port chosen here; the rest bind whatever is free (0), so
+        # a port taken between the choice and the bind (seen in CI: the judge's, six restarts in a row)
+        # cannot stop them.
+        ports = {name: free_port() for name in ("cognition", "analyst")}
         env = self._env(url, run_id, ports)
         processes = []
         for name in SERVICE_NAMES:
             processes.append(ServiceProcess(name, name, {**env, **self._credentials(name),
-                                                         "ASI_GRPC_PORT": str(ports[name]),
+                                                         "ASI_GRPC_PORT": str(ports.get(name, 0)),
                                                          "ASI_METRICS_PORT": str(free_port())}, self.log_dir))
         threads = str(threads_per_engineer(usable_cores(), self.options.engineers))
         for i in range(1, self.options.engineers + 1):
