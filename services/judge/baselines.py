@@ -15,13 +15,14 @@ RUN_BASELINES = ("deltanet", SECOND_BASELINE)  # the seed first
 
 
 def gated_deltanet_proposal() -> Proposal:
+    code = baseline_code(SECOND_BASELINE)
     return Proposal(
         name="gated-deltanet",
         motivation=("Gated DeltaNet (Yang et al., 2025) is the run's second baseline: the delta rule with "
                     "Mamba2's per-head forgetting gate, as in the paper and with its gate initialisation. "
                     "It is judged like any candidate and is a parent like one."),
-        code=baseline_code(SECOND_BASELINE),
-        components=genome.components_of(baseline_code(SECOND_BASELINE)),  # read from the file's text
+        code=code,
+        components=genome.components_of(code),  # read from the file's text
         origin="seed",
         citations=(),
         mutation="none: a baseline",

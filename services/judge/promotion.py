@@ -22,8 +22,8 @@ TEST = ("one-sided paired t-test over seeds of the per-seed differences (candida
 METRICS = {"val_loss": -1.0, "benchmark_mean": 1.0}  # sign that makes "candidate better" positive
 # A candidate whose fitness term on loss or on the benchmarks is below this at exploration trails the
 # stronger baseline there by more than about 5% of its loss or 0.055 of its benchmark mean
-# (services/judge/fitness.py squashes both): re-running it on more seeds cannot make it SOTA, which
-# needs both. The first discovery run spent its five promotions on such candidates, every one denied.
+# (services/judge/fitness.py squashes both): re-running it on more seeds is unlikely to make it SOTA,
+# which needs both. The first discovery run spent its five promotions on such candidates, every one denied.
 TERM_FLOOR = 0.1
 MEASURED_TERMS = ("loss", "benchmark")
 

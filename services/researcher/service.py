@@ -62,12 +62,12 @@ def arch_id_for(run_id: str, n: int) -> str:
     return "arch-" + hashlib.sha256(f"{run_id}/{n}".encode()).hexdigest()[:12]
 
 
-
 async def reference_hits(search: Callable[..., Awaitable[list[Any]]], query: str, run_id: str) -> list[Any]:
     """The references for one proposal: the best papers and the best of the run's own experience,
     each kind searched on its own (``REFERENCES_PER_KIND``), papers first."""
     return [hit for kind, k in REFERENCES_PER_KIND.items()
             for hit in await search(query, k=k, kinds=(kind,), run_id=run_id)]
+
 
 class ResearcherService(EventService):
     name = "researcher"
@@ -601,7 +601,6 @@ def _signature(components: dict[str, str]) -> str:
     if not components or genome.problems(full := {**genome.DEFAULTS, **components}):
         return ""
     return genome.signature(full)
-
 
 
 def pool_members(archs: list[ArchitectureView], root: ArchitectureView | None, *, genome_only: bool) -> list[Member]:
