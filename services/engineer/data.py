@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sysconfig
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +78,11 @@ def prepare_corpus(corpus: str | os.PathLike | None, cache_dir: Path) -> tuple[P
         train_bytes, val_bytes = b"".join(train_parts), b"".join(val_parts)
     private_folder(out)
     for path, payload in ((train_path, train_bytes), (val_path, val_bytes)):
-        tmp = path.with_suffix(".tmp")
+        # A file of this writer's own, renamed into place: concurrent workers never read a
+        # half-written split, and one worker's rename never takes another's file from under it.
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
         tmp.write_bytes(payload)
-        tmp.replace(path)  # atomic: concurrent workers never read a half-written split
+        tmp.replace(path)
     return train_path, val_path
 
 

@@ -35,6 +35,7 @@ from services.runtime.processes import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHILD = "services.engineer.sandbox_child"
+USER_KILL_WAIT_S = 10.0  # how long a killed sandbox user's processes may take to end
 
 
 def bootstrap(child: str) -> str:
@@ -119,8 +120,30 @@ def _kill_user(uid: int) -> None:
     could end it (a pod without CAP_SYS_ADMIN), such as a child that called setsid."""
     # The shell's own kill, as that user: kill(-1) reaches exactly that user's processes (the shell
     # too). Not our Python, whose installation that user may not be allowed to read.
-    subprocess.run(["/bin/sh", "-c", "kill -KILL -1"], user=uid, group=uid, extra_groups=[],
-                   capture_output=True, timeout=30)
+    # SIGKILL is delivered at once but a process takes a moment to end: until then it still runs
+    # (and a test, or the next sandbox, would see it), so wait for the user's last process to go.
+    deadline = time.monotonic() + USER_KILL_WAIT_S
+    while True:
+        subprocess.run(["/bin/sh", "-c", "kill -KILL -1"], user=uid, group=uid, extra_groups=[],
+                       capture_output=True, timeout=30)
+        if not _live_processes_of(uid) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def _live_processes_of(uid: int) -> list[int]:
+    """Processes whose real uid is ``uid``, zombies (already ended, not yet reaped) left out."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
+        except OSError:  # ended while we looked
+            continue
+        if int(fields["Uid"].split()[0]) == uid and not fields["State"].strip().startswith(("Z", "X")):
+            found.append(int(proc.name))
+    return found
 
 
 def run_sandboxed(

@@ -117,6 +117,27 @@ def test_a_folder_corpus_is_split_by_file_and_cached(tmp_path: Path) -> None:
     assert prepare_corpus(corpus, tmp_path / "data") == (train_path, val_path)
 
 
+def test_two_workers_preparing_one_corpus_at_once_both_get_it(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two engineers of a fresh run prepare the corpus together. The interleaving that crashed one
+    # of them, made certain: the second writes and renames its split between the first's write
+    # and its rename.
+    text = tmp_path / "book.txt"
+    text.write_bytes(bytes(range(256)) * 40)
+    rename, interleaved = Path.replace, []
+
+    def replace_after_another_writer(self: Path, target: Path) -> Path:
+        if not interleaved:
+            interleaved.append(self)
+            assert prepare_corpus(text, tmp_path / "data")[0].read_bytes()
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "replace", replace_after_another_writer)
+    train_path, val_path = prepare_corpus(text, tmp_path / "data")
+    assert interleaved and train_path.read_bytes() + val_path.read_bytes() == text.read_bytes()
+    assert sorted(p.name for p in train_path.parent.iterdir()) == ["train.bin", "val.bin"]
+
+
 def test_a_single_file_corpus_holds_out_its_last_tenth(tmp_path: Path) -> None:
     text = tmp_path / "book.txt"
     text.write_bytes(bytes(range(256)) * 40)

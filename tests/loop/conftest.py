@@ -50,11 +50,22 @@ class Services:
                 process.wait()
 
 
+    def report(self, lines: int = 25) -> str:
+        """How each process ended and the end of its log: pytest shows it beside a failure."""
+        parts = []
+        for n, process in enumerate(self.processes):
+            log = next(self.data_dir.glob(f"*-{n}.log"), None)
+            tail = log.read_text(errors="replace").splitlines()[-lines:] if log else []
+            parts.append(f"--- {log.name if log else n}: exit {process.returncode}\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+
 @pytest.fixture
 def services(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[Services]:
     running = Services(nats_server, tmp_path)
     yield running
     running.stop_all()
+    print(running.report())
 
 
 async def wait_for(store: EventStore, predicate: Callable[[list[Record]], bool], timeout_s: float,
