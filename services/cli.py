@@ -260,8 +260,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         "at most 4, the cores shared out as threads (services/engineer/placement.py)")
     parser.add_argument("--corpus", help="text file or folder to train on (default: the Python standard library)")
     parser.add_argument("--new-run", action="store_true", help="start a new run even if the log holds one")
-    parser.add_argument("--parent-strategy", default=DEFAULT_STRATEGY, choices=STRATEGIES,
-                        help="how the researcher picks parents (see services/researcher/selection.py)")
+    parser.add_argument("--parent-strategy", choices=STRATEGIES,
+                        help=f"how the researcher picks parents (default: {DEFAULT_STRATEGY}; the discover "
+                        "preset's: pareto; see services/researcher/selection.py)")
     parser.add_argument("--seed-arch", nargs="+", metavar="FILE",
                         help="Mixer files the run starts from, beside the baseline")
     parser.add_argument("--json", action="store_true")

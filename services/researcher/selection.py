@@ -11,6 +11,12 @@ the choice, which the researcher records on the proposal.  The same log and seed
 - ``weighted``: ShinkaEvolve's: weight each candidate by the sigmoid of its standardised
   fitness times ``1 / (1 + children)``, so a candidate that has been tried often gives way
   to one that has not; parent and partners are drawn by weight without replacement.
+- ``pareto``: the paper's draw over a ranking by Pareto layers instead of by fitness: the
+  designs no other beats on both the loss and the benchmark terms first, then those only the
+  first layer beats, and so on (NSGA-II's sorting: within a layer each term's best first, then
+  the most isolated). A scalar fitness ranks a design with
+  the best loss and no recall below many that recall with a worse loss, so the paper's top 10
+  can hold only one side of a trade-off; the layers keep both sides' best in the top 10.
 - ``islands``: the pool is split into islands by descent (a child lives on the island
   its proposal was made for; seeds belong to every island); turns go round the islands,
   each draws its parent from its own top 3, and every ``MIGRATION_INTERVAL``-th turn the
@@ -30,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-STRATEGIES = ("paper", "weighted", "islands")
+STRATEGIES = ("paper", "pareto", "weighted", "islands")
 DEFAULT_STRATEGY = "paper"  # highest best fitness in the README's (small) three-strategy measurement
 
 COLD_START = 3  # scored experiments before the pool is ranked
@@ -50,6 +56,12 @@ class Member:
     island: int | None = None  # None: a seed, on every island
     seed: bool = False
     baseline: bool = False  # a baseline is in the pool from the start and never counts as a scored experiment
+    # The judge's loss and benchmark terms; None until judged (then the fitness stands for both).
+    terms: tuple[float, float] | None = None
+
+    @property
+    def objectives(self) -> tuple[float, float]:
+        return self.terms if self.terms is not None else (self.fitness, self.fitness)
 
 
 @dataclass(frozen=True)
@@ -80,9 +92,41 @@ def select(strategy: str, members: list[Member], rng: random.Random, turn: int) 
     if len(scored) < COLD_START:
         return _cold_start(strategy, seeds or members, len(scored), rng, turn)
     chooser: dict[str, Callable[[list[Member], random.Random, int], Selection]] = {
-        "paper": _paper, "weighted": _weighted, "islands": _islands,
+        "paper": _paper, "pareto": _pareto, "weighted": _weighted, "islands": _islands,
     }
     return chooser[strategy](_ranked(members), rng, turn)
+
+
+def pareto_layers(members: list[Member]) -> list[list[Member]]:
+    """NSGA-II's non-dominated sorting on the (loss, benchmark) terms: the first layer is every
+    member no other is at least as good as on both terms and better on one; each layer after it
+    is the same among those left. Within a layer the most isolated come first (NSGA-II's crowding
+    distance, so each term's best and worst lead), then by fitness and id."""
+    def dominates(a: Member, b: Member) -> bool:
+        (al, ab), (bl, bb) = a.objectives, b.objectives
+        return al >= bl and ab >= bb and (al > bl or ab > bb)
+
+    left, layers = _ranked(members), []
+    while left:
+        layer = [m for m in left if not any(dominates(o, m) for o in left)]
+        crowding = _crowding_distance(layer)
+        layers.append(sorted(layer, key=lambda m: (-crowding[m.arch_id], -m.fitness, m.arch_id)))
+        left = [m for m in left if m.arch_id not in crowding]
+    return layers
+
+
+def _crowding_distance(layer: list[Member]) -> dict[str, float]:
+    """Per member, the sum over both terms of the gap between its neighbours on that term, over
+    the term's span; a term's two ends are infinitely far."""
+    distance = dict.fromkeys((m.arch_id for m in layer), 0.0)
+    for term in (0, 1):
+        ordered = sorted(layer, key=lambda m: (m.objectives[term], m.arch_id))
+        span = ordered[-1].objectives[term] - ordered[0].objectives[term]
+        distance[ordered[0].arch_id] = distance[ordered[-1].arch_id] = math.inf
+        for before, member, after in zip(ordered, ordered[1:], ordered[2:], strict=False):
+            if span > 0:
+                distance[member.arch_id] += (after.objectives[term] - before.objectives[term]) / span
+    return distance
 
 
 def _ranked(members: list[Member]) -> list[Member]:
@@ -126,6 +170,16 @@ def _paper(ranked: list[Member], rng: random.Random, turn: int) -> Selection:
                      f"drawn uniformly from the top {len(top)} of a {len(pool)}-candidate pool: rank "
                      f"{rank[parent.arch_id]}, fitness {parent.fitness:.4f}; {len(references)} reference(s) "
                      f"from ranks {PAPER_TOP + 1}-{PAPER_POOL}")
+
+
+def _pareto(ranked: list[Member], rng: random.Random, turn: int) -> Selection:
+    layers = pareto_layers(ranked)
+    layer_of = {m.arch_id: n for n, layer in enumerate(layers, start=1) for m in layer}
+    chosen = _paper([m for layer in layers for m in layer], rng, turn)
+    numbers = {**chosen.numbers, "layer": layer_of[chosen.parent], "first_layer": [m.arch_id for m in layers[0]]}
+    return Selection("pareto", chosen.parent, chosen.partners, numbers,
+                     chosen.text.replace("candidate pool", "candidate pool ranked by Pareto layer on the loss "
+                                         "and benchmark terms", 1) + f"; layer {numbers['layer']}")
 
 
 def _weighted(ranked: list[Member], rng: random.Random, turn: int) -> Selection:

@@ -626,6 +626,7 @@ def pool_members(archs: list[ArchitectureView], root: ArchitectureView | None, *
             island=a.selection.get("island") if a.origin != "seed" else None,
             seed=a is root or (a.origin == "seed" and not a.is_baseline),
             baseline=a.is_baseline,
+            terms=(a.terms["loss"], a.terms["benchmark"]) if {"loss", "benchmark"} <= a.terms.keys() else None,
         )
         for a in archs
         if ((a.is_baseline and not a.failure) or (a.status == "analyzed" and a.fitness is not None))

@@ -73,9 +73,12 @@ class RunOptions:
 PRESETS: dict[str, dict[str, Any]] = {
     # The discovery run of a 2-core machine: about 100 experiments at the exploration scale, each
     # promoted candidate re-trained at `cpu` on 3 seeds next to both baselines (README, "Discoveries").
-    "discover": {"profile": "explore", "promotion_profile": "cpu", "experiments": 100},
+    # Parents by Pareto layer: by fitness, the second run drew Gated DeltaNet, the loss leader, as a
+    # parent 5 times in 100 (services/researcher/selection.py).
+    "discover": {"profile": "explore", "promotion_profile": "cpu", "experiments": 100, "parent_strategy": "pareto"},
 }
-RUN_DEFAULTS: dict[str, Any] = {"profile": "cpu", "promotion_profile": "", "experiments": 8}
+RUN_DEFAULTS: dict[str, Any] = {"profile": "cpu", "promotion_profile": "", "experiments": 8,
+                                "parent_strategy": DEFAULT_STRATEGY}
 
 
 class UsageError(ValueError):
@@ -101,7 +104,7 @@ def run_options(args: Any) -> RunOptions:
             raise UsageError(f"--{flag.replace('_', '-')}: {exc}") from exc
     if args.corpus and not Path(args.corpus).exists():
         raise UsageError(f"--corpus {args.corpus} does not exist")
-    strategy = getattr(args, "parent_strategy", DEFAULT_STRATEGY)
+    strategy = chosen["parent_strategy"]
     if strategy not in STRATEGIES:
         raise UsageError(f"--parent-strategy {strategy}: unknown; known: {', '.join(STRATEGIES)}")
     seed_archs = tuple(Path(p) for p in getattr(args, "seed_arch", None) or ())

@@ -17,6 +17,7 @@ from services.researcher.selection import (
     MIGRATION_INTERVAL,
     STRATEGIES,
     Member,
+    pareto_layers,
     select,
 )
 from services.researcher.service import pool_members
@@ -90,6 +91,37 @@ def test_paper_crosses_within_the_top_10_while_nothing_ranks_beyond_it():
     chosen = select("paper", pool(6), random.Random(0), 0)
     assert chosen.numbers["references"] == [] and chosen.partners
     assert all(p.startswith(("cand-", "seed")) for p in chosen.partners)
+
+
+def test_pareto_layers_are_non_dominated_sorting_on_the_loss_and_benchmark_terms():
+    # (loss term, benchmark term); fitness is their mean here, as if the quality term were equal.
+    points = {"loss-leader": (0.9, 0.1), "recaller": (0.1, 0.9), "balanced": (0.5, 0.5), "tie": (0.5, 0.5),
+              "behind-balanced": (0.4, 0.4), "behind-leader": (0.8, 0.05), "worst": (0.05, 0.05)}
+    members = [Member(name, (lo + be) / 2, terms=(lo, be)) for name, (lo, be) in points.items()]
+    layers = [[m.arch_id for m in layer] for layer in pareto_layers(members)]
+    # Equal terms do not dominate each other. Within a layer each term's ends lead, then the most
+    # isolated, then by fitness and id.
+    assert layers == [["loss-leader", "recaller", "balanced", "tie"], ["behind-leader", "behind-balanced"], ["worst"]]
+    unjudged = Member("unjudged", 0.5)  # a baseline not yet scored: its fitness stands for both terms
+    assert unjudged.objectives == (0.5, 0.5)
+
+
+def test_pareto_keeps_the_loss_leader_in_the_top_10_where_fitness_ranks_it_out():
+    # Twelve designs that recall with a middling loss outscore, by fitness, one with the best loss
+    # and no recall (the second discovery run's Gated DeltaNet against DeltaNet's line).
+    recallers = [Member(f"recall-{i:02d}", 0.40 - i * 0.001, terms=(0.10 + i * 0.01, 0.70 - i * 0.02))
+                 for i in range(12)]
+    leader = Member("loss-leader", 0.29, terms=(0.5, 0.05))
+    seed = Member("seed", 0.33, seed=True, baseline=True, terms=(0.02, 0.5))
+    members = [seed, *recallers, leader]
+    paper = {select("paper", members, random.Random(n), n).parent for n in range(300)}
+    assert "loss-leader" not in paper
+    drawn = [select("pareto", members, random.Random(n), n) for n in range(300)]
+    assert "loss-leader" in {d.parent for d in drawn}
+    for chosen in drawn:
+        assert chosen.strategy == "pareto" and chosen.numbers["top"] == 10
+        assert "loss-leader" in chosen.numbers["first_layer"] and chosen.numbers["layer"] >= 1
+        assert "Pareto layer" in chosen.text
 
 
 def test_weighted_probabilities_are_the_sigmoid_of_z_over_one_plus_children():
