@@ -18,6 +18,15 @@ from services.runtime.metrics import serve_metrics
 from services.runtime.projection import Projection
 
 STOP_GRACE_S = 5.0  # after SIGTERM, how long a reaction in progress may take to finish
+# A reaction failing with the same error this many times in a row (about two minutes: the loop idles
+# once a second at most) is a defect, not a passing fault such as a server restarting or a peer
+# loading its model: the service ends with that error instead of retrying forever, and the
+# launcher's restart limit then ends the run with it.
+REACT_STUCK_AFTER = 120
+
+
+class ReactionStuck(RuntimeError):
+    """A service's reaction failed with one error ``REACT_STUCK_AFTER`` times in a row."""
 
 Registrar = Callable[[grpc.aio.Server], None]
 
@@ -37,6 +46,7 @@ class EventService:
         self.projection = Projection()
         self.log = logging_setup.get_logger()
         self.caught_up = asyncio.Event()
+        self._failing: tuple[str, int] = ("", 0)  # the error the reactions keep failing with, how many times
 
     async def start(self) -> None:
         """Open the service's own resources (models, stores, clients)."""
@@ -59,8 +69,15 @@ class EventService:
         self.caught_up.set()
         try:
             await self.react()
-        except Exception:  # a failed reaction is retried at the next idle, the service lives on
+        except Exception as exc:  # a failed reaction is retried at the next idle, the service lives on
             self.log.exception("react.failed")
+            error = f"{type(exc).__name__}: {exc}"
+            times = self._failing[1] + 1 if self._failing[0] == error else 1
+            self._failing = (error, times)
+            if times >= REACT_STUCK_AFTER:
+                raise ReactionStuck(f"{self.name}: {times} reactions in a row failed with {error}") from exc
+        else:
+            self._failing = ("", 0)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.store.follow(self.handle, on_idle=self._idle, stop=stop)
