@@ -330,7 +330,8 @@ class Launcher:
     def _processes(self, url: str, run_id: str) -> list[ServiceProcess]:
         # Only the services others dial get a port chosen here; the rest bind whatever is free (0), so
         # a port taken between the choice and the bind (seen in CI: the judge's, six restarts in a row)
-        # cannot stop them.
+        # cannot stop them. Chosen ports lie outside the ephemeral range (`free_port`), where no
+        # outgoing connection can take them meanwhile.
         ports = {name: free_port() for name in ("cognition", "analyst")}
         env = self._env(url, run_id, ports)
         processes = []

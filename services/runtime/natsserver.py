@@ -8,6 +8,7 @@ of starting a second server on the same files.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -23,10 +24,39 @@ class NatsServerError(RuntimeError):
     pass
 
 
+PORT_FLOOR = 10_000  # below it, the ports of well-known services
+_handed_out: set[int] = set()
+
+
+def ephemeral_ports() -> range:
+    """The kernel's range for the local ends of outgoing connections (Linux's default if unreadable)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port that is free now, for a server started later. Outside the ephemeral range: a port
+    the kernel hands out for port 0 comes from that range, where any outgoing connection made
+    before the server binds may take it (in CI a service then failed to bind six times in a row).
+    Never the same port twice in one process."""
+    ephemeral = ephemeral_ports()
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(PORT_FLOOR, 65536)
+        if port in ephemeral or port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))  # any address: a server bound to one of them would collide
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise NatsServerError(f"no free port in {PORT_FLOOR}-65535 outside the ephemeral range {ephemeral.start}-"
+                          f"{ephemeral.stop - 1}")
 
 
 def server_binary() -> str:
