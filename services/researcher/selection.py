@@ -106,7 +106,7 @@ def pareto_layers(members: list[Member]) -> list[list[Member]]:
         (al, ab), (bl, bb) = a.objectives, b.objectives
         return al >= bl and ab >= bb and (al > bl or ab > bb)
 
-    left, layers = _ranked(members), []
+    left, layers = list(members), []
     while left:
         layer = [m for m in left if not any(dominates(o, m) for o in left)]
         crowding = _crowding_distance(layer)
@@ -123,8 +123,8 @@ def _crowding_distance(layer: list[Member]) -> dict[str, float]:
         ordered = sorted(layer, key=lambda m: (m.objectives[term], m.arch_id))
         span = ordered[-1].objectives[term] - ordered[0].objectives[term]
         distance[ordered[0].arch_id] = distance[ordered[-1].arch_id] = math.inf
-        for before, member, after in zip(ordered, ordered[1:], ordered[2:], strict=False):
-            if span > 0:
+        if span > 0:
+            for before, member, after in zip(ordered, ordered[1:], ordered[2:], strict=False):
                 distance[member.arch_id] += (after.objectives[term] - before.objectives[term]) / span
     return distance
 
@@ -151,7 +151,7 @@ def _cold_start(strategy: str, seeds: list[Member], scored: int, rng: random.Ran
                      f"{len(ordered)} seed(s), fitness {parent.fitness:.4f}")
 
 
-def _paper(ranked: list[Member], rng: random.Random, turn: int) -> Selection:
+def _paper(ranked: list[Member], rng: random.Random, turn: int, *, ranked_by: str = "") -> Selection:
     pool = ranked[:PAPER_POOL]
     top, rest = pool[:PAPER_TOP], pool[PAPER_TOP:]
     parent = rng.choice(top)
@@ -167,7 +167,7 @@ def _paper(ranked: list[Member], rng: random.Random, turn: int) -> Selection:
         "partner_ranks": [rank[m.arch_id] for m in partners],
     }
     return Selection("paper", parent.arch_id, tuple(m.arch_id for m in partners), numbers,
-                     f"drawn uniformly from the top {len(top)} of a {len(pool)}-candidate pool: rank "
+                     f"drawn uniformly from the top {len(top)} of a {len(pool)}-candidate pool{ranked_by}: rank "
                      f"{rank[parent.arch_id]}, fitness {parent.fitness:.4f}; {len(references)} reference(s) "
                      f"from ranks {PAPER_TOP + 1}-{PAPER_POOL}")
 
@@ -175,11 +175,10 @@ def _paper(ranked: list[Member], rng: random.Random, turn: int) -> Selection:
 def _pareto(ranked: list[Member], rng: random.Random, turn: int) -> Selection:
     layers = pareto_layers(ranked)
     layer_of = {m.arch_id: n for n, layer in enumerate(layers, start=1) for m in layer}
-    chosen = _paper([m for layer in layers for m in layer], rng, turn)
+    chosen = _paper([m for layer in layers for m in layer], rng, turn,
+                    ranked_by=" ranked by Pareto layer on the loss and benchmark terms")
     numbers = {**chosen.numbers, "layer": layer_of[chosen.parent], "first_layer": [m.arch_id for m in layers[0]]}
-    return Selection("pareto", chosen.parent, chosen.partners, numbers,
-                     chosen.text.replace("candidate pool", "candidate pool ranked by Pareto layer on the loss "
-                                         "and benchmark terms", 1) + f"; layer {numbers['layer']}")
+    return Selection("pareto", chosen.parent, chosen.partners, numbers, f"{chosen.text}; layer {numbers['layer']}")
 
 
 def _weighted(ranked: list[Member], rng: random.Random, turn: int) -> Selection:

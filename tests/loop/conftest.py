@@ -49,7 +49,6 @@ class Services:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
-
     def report(self, lines: int = 25) -> str:
         """How each process ended and the end of its log: pytest shows it beside a failure."""
         parts = []
