@@ -77,7 +77,8 @@ def analyze(arch: ArchitectureView, parent: ArchitectureView | None, baseline: A
     """``baseline`` is the seed (the reference without a judged parent); ``others`` the run's other
     baselines, whose deltas join the summary."""
     changes = component_changes(arch, parent)
-    changed = "; ".join(f"{axis}: {old} -> {new}" for axis, old, new in changes) or "no component change"
+    changed = ("; ".join(f"{axis}: {old} -> {new}" for axis, old, new in changes)
+               or "its code, outside the genome's components")
     tags = tuple(f"{axis}={new}" for axis, _, new in changes if new != "-")
     cited = ", ".join(c["entry_id"] for c in arch.citations)
     origin = f" (origin {arch.origin}{'; cites ' + cited if cited else ''})"
