@@ -136,6 +136,7 @@ COMPONENT_NOTES: dict[tuple[str, str], str] = {
     ("conv_bias", "learned"): "a convolution with a learned bias (Mamba2)",
     ("gate", "none"): "no output gate",
     ("gate", "output"): "a SiLU output gate computed from the layer input",
+    ("gate", "sigmoid"): "a sigmoid output gate computed from the layer input (Gated Attention)",
     ("qk_norm", "none"): "unnormalised queries and keys",
     ("qk_norm", "l2"): "L2-normalised queries and keys",
     ("feature_map", "identity"): "no feature map on queries and keys",
@@ -526,7 +527,7 @@ def _mixer_class(c: dict[str, str], kernel: str) -> str:
     conv = c["conv"] == "short"
     shared = c["qk_heads"] == "shared"
     fused = c["layout"] == "fused"
-    gate = c["gate"] == "output"
+    gate = c["gate"] != "none"
     local = c["path"] != "single"
     gated_mix = c["path"] == "local_global_gated"
     steps = int(c["householder"])
@@ -773,7 +774,7 @@ def _mixer_class(c: dict[str, str], kernel: str) -> str:
         fwd.append("    o = self.o_norm(o)")
     fwd.append('    o = rearrange(o, "b t h d -> b t (h d)")')
     if gate:
-        fwd.append(f"    o = o * F.silu({g_out})")
+        fwd.append(f"    o = o * F.silu({g_out})" if c["gate"] == "output" else f"    o = o * torch.sigmoid({g_out})")
     if c["out_norm"] == "rms_full":
         fwd.append("    o = self.o_norm(o)")
     fwd.append("    return self.o_proj(o)")

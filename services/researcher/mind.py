@@ -121,7 +121,8 @@ REPAIRS: dict[str, tuple[tuple[str, str, str], ...]] = {
     # The engineer's parameter budget: the widest optional weights first.
     "params_out_of_budget": (
         ("householder", "3", "2"), ("householder", "2", "1"), ("expand_v", "2", "1"), ("expand_k", "2", "1"),
-        ("gate", "output", "none"), ("decay", "vector", "scalar"), ("path", "local_global_gated", "single"),
+        ("gate", "output", "none"), ("gate", "sigmoid", "none"), ("decay", "vector", "scalar"),
+        ("path", "local_global_gated", "single"),
     ),
     "non_finite": (
         ("beta_range", "0_2", "0_1"), ("qk_norm", "none", "l2"), ("out_norm", "none", "rms"),

@@ -23,8 +23,9 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "conv_on": ("qkv", "qk", "v"),
     # Whether the short convolution has a bias (Mamba2's does, flash-linear-attention's not).
     "conv_bias": ("none", "learned"),
-    # A data-dependent SiLU gate on the mixer output.
-    "gate": ("none", "output"),
+    # A data-dependent gate on the mixer output: SiLU (Gated DeltaNet, Mamba2, GLA, RetNet), or
+    # sigmoid, the gating paper's best (Qiu et al., 2025; services/cognition/corpus/gated-attention-2025.json).
+    "gate": ("none", "output", "sigmoid"),
     # Normalisation of queries and keys before the recurrence.
     "qk_norm": ("none", "l2"),
     # Feature map applied to queries and keys.
