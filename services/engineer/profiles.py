@@ -164,6 +164,39 @@ PROFILES: dict[str, Profile] = {
         memory_mb=8192,
         seeds=(0, 1),
     ),
+    "explore-long": Profile(
+        name="explore-long",
+        # ``explore`` trained for ``cpu``'s 250 steps. Gated designs that learn to recall do so
+        # after step 120: at ``explore`` they look like Gated DeltaNet, and the search could not
+        # see them (runs/diagnostics/README.md). About twice ``explore``'s cost, half of ``cpu``'s.
+        d_model=128,
+        n_layers=2,
+        n_heads=2,
+        seq_len=128,
+        batch_size=6,
+        task_vocab=160,
+        tasks=(
+            Task("mqar", "mqar", seq_len=64, size=4, symbols=16, rows=12),
+            Task("mqar_hard", "mqar", seq_len=288, size=72, symbols=80, rows=2),
+            Task("selective_copying", "selective_copying", seq_len=64, size=4, symbols=16, rows=12),
+            Task("noisy_recall", "noisy_recall", seq_len=64, size=4, symbols=16, rows=12),
+        ),
+        steps=250,
+        lr=3e-3,
+        min_lr=3e-4,
+        warmup_steps=20,
+        weight_decay=0.1,
+        grad_clip=1.0,
+        eval_batches=8,
+        eval_task_instances=128,
+        log_every=10,
+        device="cpu",
+        dtype="float32",
+        threads=0,
+        timeout_s=600.0,
+        memory_mb=8192,
+        seeds=(0, 1),
+    ),
     "gpu-20m": Profile(
         name="gpu-20m",
         d_model=512,  # 8 layers of 512 with a 2x MLP: 17-20M parameters, the paper's exploration size

@@ -64,6 +64,7 @@ DEFAULTS: dict[str, str] = {
     "skip": "none",
     "input_scale": "none",
     "init": "xavier_small",
+    "qkv_init": "inherit",
     "qk_scale": "inv_sqrt",
     "layout": "separate",
     "conv_size": "4",
@@ -113,7 +114,8 @@ NOT_SEARCHED: dict[str, frozenset[str]] = {"update": frozenset({"softmax"})}
 FIXED_AXES: frozenset[str] = frozenset({"layout"})
 # The axes that set an initial value rather than a structure: the levers of "initialisation".
 INIT_AXES: frozenset[str] = frozenset(
-    {"init", "beta_bias", "a_min", "a_max", "dt_min", "dt_max", "retention_exp", "retention_step", "gk_normalizer"}
+    {"init", "qkv_init", "beta_bias", "a_min", "a_max", "dt_min", "dt_max", "retention_exp", "retention_step",
+     "gk_normalizer"}
 )
 
 # One sentence per choice value, in words a reader of the papers recognises; used in
@@ -167,6 +169,8 @@ COMPONENT_NOTES: dict[tuple[str, str], str] = {
     ("init", "xavier"): "Xavier-uniform linear layers",
     ("init", "xavier_small"): "Xavier-uniform linear layers with gain 2^-2.5 (flash-linear-attention)",
     ("init", "normal"): "linear layers drawn from N(0, 0.02) (GPT-2)",
+    ("qkv_init", "inherit"): "the query, key and value projections initialised as the other linear layers",
+    ("qkv_init", "xavier"): "the query, key and value projections re-drawn Xavier-uniform at gain 1",
     ("qk_scale", "inv_sqrt"): "q.k scaled by 1/sqrt(key dim)",
     ("qk_scale", "one"): "q.k unscaled",
     ("layout", "separate"): "one projection per role",
@@ -222,6 +226,8 @@ def relevant_axes(c: dict[str, str]) -> set[str]:
         axes -= {"conv_on", "conv_bias", "conv_size"}
     if c["path"] == "single":
         axes -= {"window"}
+    if c["layout"] == "fused" or c["init"] == "xavier":
+        axes -= {"qkv_init"}  # no separate q, k, v projections; or already drawn so
     axes -= {"d_state"} if c["qk_heads"] == "per_head" else {"expand_k"}
     return axes
 
@@ -360,7 +366,7 @@ def name_of(components: dict[str, str]) -> str:
 # Axes that rules or relevance depend on: enumerated.  Every other axis is free: its values
 # multiply the count wherever it is relevant.
 _STRUCTURAL = ("update", "decay", "conv", "qk_norm", "feature_map", "path", "normalizer", "qk_heads",
-               "skip", "input_scale", "householder")
+               "skip", "input_scale", "householder", "init", "layout")
 
 
 def design_space_size(*, searched_only: bool = False) -> int:
@@ -649,6 +655,11 @@ def _mixer_class(c: dict[str, str], kernel: str) -> str:
             *(f"            {line}" for line in reinit),
             "            if module.bias is not None:",
             "                nn.init.zeros_(module.bias)",
+        ]
+    if c["qkv_init"] == "xavier":
+        init += [
+            "    for proj in (self.q_proj, self.k_proj, self.v_proj):",
+            "        nn.init.xavier_uniform_(proj.weight, gain=1.0)  # the rest of the layer keeps its scale",
         ]
     if not fused:
         init += gate_params

@@ -75,7 +75,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # promoted candidate re-trained at `cpu` on 3 seeds next to both baselines (README, "Discoveries").
     # Parents by Pareto layer: by fitness, the second run drew Gated DeltaNet, the loss leader, as a
     # parent 5 times in 100 (services/researcher/selection.py).
-    "discover": {"profile": "explore", "promotion_profile": "cpu", "experiments": 100, "parent_strategy": "pareto"},
+    # Exploration at `explore-long`: at `explore`, gated designs that recall by step 250 do not yet.
+    "discover": {"profile": "explore-long", "promotion_profile": "cpu", "experiments": 100,
+                 "parent_strategy": "pareto"},
 }
 RUN_DEFAULTS: dict[str, Any] = {"profile": "cpu", "promotion_profile": "", "experiments": 8,
                                 "parent_strategy": DEFAULT_STRATEGY}

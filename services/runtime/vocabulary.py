@@ -50,6 +50,9 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "input_scale": ("none", "dt"),
     # Initialisation of the linear layers.
     "init": ("default", "xavier", "xavier_small", "normal"),
+    # The query, key and value projections alone re-drawn Xavier-uniform at gain 1 after the
+    # layer-wide initialisation: the rest of the layer keeps its (small) initial scale.
+    "qkv_init": ("inherit", "xavier"),
     # Scale of q.k in the recurrence: 1/sqrt(key dim), or 1 (linear attention, Mamba2).
     "qk_scale": ("inv_sqrt", "one"),
     # How the projections are laid out in code: one matrix per role (flash-linear-attention's

@@ -123,6 +123,6 @@ def test_a_mixer_failing_a_probe_is_rejected_before_any_training(code: str, kind
 
 
 def test_profiles_are_named_and_unknown_names_are_refused() -> None:
-    assert set(PROFILES) == {"tiny", "explore", "cpu", "gpu-20m", "gpu-340m"}
-    with pytest.raises(ValueError, match="tiny, cpu, explore, gpu-20m, gpu-340m"):
+    assert set(PROFILES) == {"tiny", "explore", "explore-long", "cpu", "gpu-20m", "gpu-340m"}
+    with pytest.raises(ValueError, match="tiny, cpu, explore, explore-long, gpu-20m, gpu-340m"):
         get_profile("huge")

@@ -41,10 +41,10 @@ def preset_options(*args: str):
 def test_the_discover_preset_names_the_exploration_and_promotion_profiles():
     chosen = preset_options("--preset", "discover")
     assert (chosen.preset, chosen.profile, chosen.promotion_profile, chosen.experiments, chosen.parent_strategy) == (
-        "discover", "explore", "cpu", 100, "pareto")
+        "discover", "explore-long", "cpu", 100, "pareto")
     # A flag given beside the preset overrides its value; the rest of the preset stands.
     chosen = preset_options("--preset", "discover", "--experiments", "12", "--promotion-profile", "tiny")
-    assert (chosen.profile, chosen.promotion_profile, chosen.experiments) == ("explore", "tiny", 12)
+    assert (chosen.profile, chosen.promotion_profile, chosen.experiments) == ("explore-long", "tiny", 12)
     # Without a preset: the built-in defaults, promotions at the run's own profile.
     plain = preset_options()
     assert (plain.preset, plain.profile, plain.promotion_profile, plain.experiments, plain.parent_strategy) == (
