@@ -8,6 +8,7 @@ two results under the same profile are comparable.  ``tiny`` is for tests and CI
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from services.engineer.tasks import Task, TaskVocabulary
@@ -64,6 +65,40 @@ class Profile:
         """256 byte tokens, then the task tokens, then two task markers (blank, copy)."""
         return 256 + self.task_vocab + 2
 
+
+EXPLORE = Profile(
+    name="explore",
+    # The search's scale on 2 cores: the width, depth and tasks of ``cpu`` (so a mixer's
+    # parameter budget and its capability tiers are the ones it is promoted on), on shorter
+    # text and fewer steps. The README measures whether it ranks the baselines as ``cpu`` does.
+    d_model=128,
+    n_layers=2,
+    n_heads=2,
+    seq_len=128,
+    batch_size=6,
+    task_vocab=160,
+    tasks=(
+        Task("mqar", "mqar", seq_len=64, size=4, symbols=16, rows=12),
+        Task("mqar_hard", "mqar", seq_len=288, size=72, symbols=80, rows=2),
+        Task("selective_copying", "selective_copying", seq_len=64, size=4, symbols=16, rows=12),
+        Task("noisy_recall", "noisy_recall", seq_len=64, size=4, symbols=16, rows=12),
+    ),
+    steps=120,
+    lr=3e-3,
+    min_lr=3e-4,
+    warmup_steps=10,
+    weight_decay=0.1,
+    grad_clip=1.0,
+    eval_batches=8,
+    eval_task_instances=128,
+    log_every=10,
+    device="cpu",
+    dtype="float32",
+    threads=0,
+    timeout_s=600.0,
+    memory_mb=8192,
+    seeds=(0, 1),
+)
 
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
@@ -131,72 +166,11 @@ PROFILES: dict[str, Profile] = {
         memory_mb=8192,
         seeds=(0, 1),
     ),
-    "explore": Profile(
-        name="explore",
-        # The search's scale on 2 cores: the width, depth and tasks of ``cpu`` (so a mixer's
-        # parameter budget and its capability tiers are the ones it is promoted on), on shorter
-        # text and fewer steps. The README measures whether it ranks the baselines as ``cpu`` does.
-        d_model=128,
-        n_layers=2,
-        n_heads=2,
-        seq_len=128,
-        batch_size=6,
-        task_vocab=160,
-        tasks=(
-            Task("mqar", "mqar", seq_len=64, size=4, symbols=16, rows=12),
-            Task("mqar_hard", "mqar", seq_len=288, size=72, symbols=80, rows=2),
-            Task("selective_copying", "selective_copying", seq_len=64, size=4, symbols=16, rows=12),
-            Task("noisy_recall", "noisy_recall", seq_len=64, size=4, symbols=16, rows=12),
-        ),
-        steps=120,
-        lr=3e-3,
-        min_lr=3e-4,
-        warmup_steps=10,
-        weight_decay=0.1,
-        grad_clip=1.0,
-        eval_batches=8,
-        eval_task_instances=128,
-        log_every=10,
-        device="cpu",
-        dtype="float32",
-        threads=0,
-        timeout_s=600.0,
-        memory_mb=8192,
-        seeds=(0, 1),
-    ),
-    "explore-long": Profile(
-        name="explore-long",
-        # ``explore`` trained for ``cpu``'s 250 steps. Gated designs that learn to recall do so
-        # after step 120: at ``explore`` they look like Gated DeltaNet, and the search could not
-        # see them (runs/diagnostics/README.md). About twice ``explore``'s cost, half of ``cpu``'s.
-        d_model=128,
-        n_layers=2,
-        n_heads=2,
-        seq_len=128,
-        batch_size=6,
-        task_vocab=160,
-        tasks=(
-            Task("mqar", "mqar", seq_len=64, size=4, symbols=16, rows=12),
-            Task("mqar_hard", "mqar", seq_len=288, size=72, symbols=80, rows=2),
-            Task("selective_copying", "selective_copying", seq_len=64, size=4, symbols=16, rows=12),
-            Task("noisy_recall", "noisy_recall", seq_len=64, size=4, symbols=16, rows=12),
-        ),
-        steps=250,
-        lr=3e-3,
-        min_lr=3e-4,
-        warmup_steps=20,
-        weight_decay=0.1,
-        grad_clip=1.0,
-        eval_batches=8,
-        eval_task_instances=128,
-        log_every=10,
-        device="cpu",
-        dtype="float32",
-        threads=0,
-        timeout_s=600.0,
-        memory_mb=8192,
-        seeds=(0, 1),
-    ),
+    "explore": EXPLORE,
+    # ``explore`` trained for ``cpu``'s 250 steps. Gated designs that learn to recall do so
+    # after step 120: at ``explore`` they look like Gated DeltaNet, and the search could not
+    # see them (runs/diagnostics/README.md). About twice ``explore``'s cost, half of ``cpu``'s.
+    "explore-long": dataclasses.replace(EXPLORE, name="explore-long", steps=250, warmup_steps=20),
     "gpu-20m": Profile(
         name="gpu-20m",
         d_model=512,  # 8 layers of 512 with a 2x MLP: 17-20M parameters, the paper's exploration size
