@@ -160,6 +160,20 @@ def _fidelity(report: dict[str, Any]) -> str:
                   f"(fitness vs mean benchmark) {fidelity['spearman_benchmark']}, n = {fidelity['n']}.</p>")
 
 
+HORIZONTAL_LABELS = 8  # more labels than this side by side on one level overlap; they are turned upright
+LINEAGE_LABELS_PER_LEVEL = 40  # upright labels overlap beyond this many on the figure's width
+
+
+def named_nodes(rows: dict[int, list[str]], by_id: dict[str, dict[str, Any]]) -> set[str]:
+    """The lineage nodes that get a label: all of a level that fits, else its SOTA, baselines and fittest."""
+    named: set[str] = set()
+    for ids in rows.values():
+        ranked = sorted(ids, key=lambda a: (not by_id[a]["sota"], not by_id[a]["is_baseline"],
+                                            -(by_id[a]["fitness"] or 0.0)))
+        named.update(ranked[:LINEAGE_LABELS_PER_LEVEL])
+    return named
+
+
 def _lineage(report: dict[str, Any]) -> str:
     nodes = report["lineage"]["nodes"]
     if not nodes:
@@ -173,8 +187,10 @@ def _lineage(report: dict[str, Any]) -> str:
     for arch_id, level in depth.items():
         rows.setdefault(level, []).append(arch_id)
     position = {a: (i - (len(ids) - 1) / 2, -level) for level, ids in rows.items() for i, a in enumerate(ids)}
+    labelled = named_nodes(rows, by_id)
     width = max(len(ids) for ids in rows.values())
-    fig, ax = plt.subplots(figsize=(min(16, 2 + 1.3 * width), 1.2 + 1.1 * len(rows)))
+    crowded = width > HORIZONTAL_LABELS
+    fig, ax = plt.subplots(figsize=(min(16, 2 + 1.3 * width), 1.2 + (2.4 if crowded else 1.1) * len(rows)))
     for edge in report["lineage"]["edges"]:
         (x0, y0), (x1, y1) = position[edge["parent"]], position[edge["child"]]
         ax.plot([x0, x1], [y0, y1], color="#bbb", zorder=1)
@@ -183,14 +199,25 @@ def _lineage(report: dict[str, Any]) -> str:
         kind = ("sota" if node["sota"] else "baseline" if node["is_baseline"] else
                 "failed" if node["fitness"] is None and node["status"] in {"analyzed", "discarded", "failed"} else
                 "judged" if node["fitness"] is not None else "other")
-        ax.scatter([x], [y], s=160, color=COLOURS[kind], zorder=2, edgecolors="#333")
-        label = node["name"][:22] + (f"\n{node['fitness']:.3f}" if node["fitness"] is not None else "")
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(0, -22), ha="center", fontsize=7)
+        ax.scatter([x], [y], s=60 if crowded else 160, color=COLOURS[kind], zorder=2, edgecolors="#333")
+        if arch_id not in labelled:
+            continue
+        fitness = "" if node["fitness"] is None else f"{node['fitness']:.3f}"
+        if crowded:  # one upright line below the dot
+            ax.annotate(f"{node['name'][:22]} {fitness}", (x, y), textcoords="offset points", xytext=(0, -8),
+                        ha="center", va="top", fontsize=6, rotation=90)
+        else:
+            ax.annotate(f"{node['name'][:22]}\n{fitness}", (x, y), textcoords="offset points", xytext=(0, -22),
+                        ha="center", fontsize=7)
     for kind, colour in COLOURS.items():
         ax.scatter([], [], color=colour, label=kind)
     ax.legend(loc="upper right", fontsize=7)
     ax.set_axis_off()
     ax.margins(0.15, 0.25)
+    if len(labelled) < len(nodes):
+        return _png(fig) + _note(f"{len(nodes) - len(labelled)} of {len(nodes)} nodes are unnamed: on a level "
+                                 f"with more than {LINEAGE_LABELS_PER_LEVEL}, only the baselines, SOTA and the "
+                                 "fittest are; the leaderboard lists them all.")
     return _png(fig)
 
 

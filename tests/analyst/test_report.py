@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.analyst.analytics import run_analytics
+from services.analyst.report import _lineage, named_nodes
 from services.analyst.summary import markdown
 from services.cli import main
 from services.runtime.logfile import fold, read_file
@@ -103,3 +104,19 @@ def test_a_log_with_nothing_to_show_says_so_in_each_section(history, expected: l
     for title in SECTIONS:
         assert f"<h2>{title}" in page
     assert figures["gallery"] == []
+
+
+def test_a_crowded_lineage_names_its_sota_and_fittest_and_says_how_many_it_left_unnamed() -> None:
+    baseline = {"arch_id": "b", "name": "b", "parents": [], "status": "judged", "fitness": 0.5,
+                "is_baseline": True, "sota": False}
+    children = [{"arch_id": f"c{i}", "name": f"c{i}", "parents": ["b"], "status": "judged", "fitness": i / 100,
+                 "is_baseline": False, "sota": i == 0} for i in range(60)]
+    by_id = {n["arch_id"]: n for n in [baseline, *children]}
+    named = named_nodes({0: ["b"], 1: [c["arch_id"] for c in children]}, by_id)
+    # The SOTA has the lowest fitness on its level and is still named; then the 39 fittest.
+    assert named == {"b", "c0", *(f"c{i}" for i in range(21, 60))}
+    edges = [{"parent": "b", "child": c["arch_id"]} for c in children]
+    page = _lineage({"lineage": {"nodes": [baseline, *children], "edges": edges}})
+    assert "data:image/png;base64," in page and "20 of 61 nodes are unnamed" in page
+    few = _lineage({"lineage": {"nodes": [baseline, *children[:5]], "edges": edges[:5]}})
+    assert 'class="note"' not in few  # every node of a small tree is named
