@@ -42,7 +42,8 @@ class JudgeService(EventService):
         self.llm = from_settings(self.settings)
         self.promotion = promotion.PromotionConfig(top_k=self.settings.promote_top_k,
                                                    seeds=self.settings.promote_seeds,
-                                                   above_baselines=self.settings.promote_above_baselines)
+                                                   above_baselines=self.settings.promote_above_baselines,
+                                                   screen=self.settings.promote_screen)
         self.submitted: set[str] = set()  # replicate jobs this process has put on the queue
 
     async def react(self) -> None:
@@ -147,19 +148,20 @@ class JudgeService(EventService):
         for arch in self.projection.of_run(run.run_id):
             status = arch.promotion.get("status")
             if status == "pending":
-                await self._request_promotion(arch, baselines, run)
+                await self._request_promotion(arch, baselines, run,
+                                              promotion.first_stage_seeds(arch.seed, self.promotion))
             elif status == "requested":
                 await self._resubmit(arch, run)
-                await self._decide(arch, run)
+                await self._decide(arch, baselines, run)
 
     def _job(self, arch: ArchitectureView, seed: int, run: RunView, job_id: str) -> jobs_pb2.TrainingJob:
         return jobs_pb2.TrainingJob(job_id=job_id, run_id=run.run_id, arch_id=arch.arch_id, code=arch.code,
                                     profile=run.promoted_at, seed=seed, correlation_id=run.started_event_id,
                                     corpus=run.corpus)
 
-    async def _request_promotion(self, arch: ArchitectureView, baselines: list[ArchitectureView],
-                                 run: RunView) -> None:
-        seeds = promotion.promotion_seeds(arch.seed, self.promotion)
+    async def _request_promotion(self, arch: ArchitectureView, baselines: list[ArchitectureView], run: RunView,
+                                 seeds: list[int], screened: str = "") -> None:
+        """Plan (and queue) the re-runs on ``seeds``; ``screened`` says why a screened candidate goes on."""
         plan: dict[str, dict[str, str]] = {}
         new: list[tuple[ArchitectureView, int, str]] = []
         for member in [arch, *baselines]:
@@ -175,12 +177,14 @@ class JudgeService(EventService):
                 plan[member.arch_id][str(seed)] = job_id
         common = {"run_id": run.run_id, "correlation_id": run.started_event_id}
         chosen = next((t.detail for t in reversed(arch.trail) if t.type == "ArchitectureJudged"), "")
+        reason = screened or f"top of the pool: {chosen[:200]}"
         requested = await self.store.append(
             events_pb2.PromotionRequested(arch_id=arch.arch_id, seeds=seeds,
-                                          baseline_arch_ids=[b.arch_id for b in baselines], test=promotion.TEST,
-                                          reason=f"top of the pool: {chosen[:200]}",
+                                          baseline_arch_ids=[b.arch_id for b in baselines],
+                                          test=promotion.stated_test(self.promotion), reason=reason,
                                           jobs_json=json.dumps(plan, sort_keys=True)),
-            aggregate_id=arch.arch_id, event_id=event_id_for("promotion-requested", arch.arch_id),
+            aggregate_id=arch.arch_id,
+            event_id=event_id_for("promotion-extended" if screened else "promotion-requested", arch.arch_id),
             causation_id=arch.last_event_id, **common)
         for member, seed, job_id in new:
             event = await self.store.append(
@@ -214,7 +218,7 @@ class JudgeService(EventService):
             return "waiting", {}
         return entry["status"], entry.get("result") or entry.get("failure", {})
 
-    async def _decide(self, arch: ArchitectureView, run: RunView) -> None:
+    async def _decide(self, arch: ArchitectureView, baselines: list[ArchitectureView], run: RunView) -> None:
         plan = arch.promotion["jobs"]
         per_seed: dict[str, dict[int, dict[str, float]]] = {}
         failures: list[str] = []
@@ -234,11 +238,19 @@ class JudgeService(EventService):
         if len(per_seed.get(arch.arch_id, {})) < len(seeds) or not complete:
             sota, statistics = False, {}
             decision = "not SOTA: replicate runs failed (" + "; ".join(failures) + "), so nothing can be tested"
+        elif len(seeds) < self.promotion.seeds:  # the screen's one seed is in
+            through, statistics, decision = promotion.screen(per_seed, arch.arch_id, complete)
+            if through:
+                await self._request_promotion(arch, [b for b in baselines if b.arch_id in complete], run,
+                                              promotion.promotion_seeds(seeds[0], self.promotion), decision)
+                return
+            sota = False
         else:
             sota, statistics, decision = promotion.decide(per_seed, arch.arch_id, complete)
             if failures:
                 decision += f" (baselines with failed replicates left out: {'; '.join(failures)})"
-        fields = {"arch_id": arch.arch_id, "seeds": seeds, "test": promotion.TEST, "decision": decision,
+        fields = {"arch_id": arch.arch_id, "seeds": seeds, "test": promotion.stated_test(self.promotion),
+                  "decision": decision,
                   "per_seed_json": json.dumps({a: {str(s): v for s, v in r.items()} for a, r in per_seed.items()},
                                               sort_keys=True),
                   "statistics_json": json.dumps(statistics, sort_keys=True)}

@@ -44,6 +44,7 @@ class Settings:
     promote_top_k: int = 3  # the judge's promotions per run (plus any candidate that beats the best so far)
     promote_seeds: int = 3  # seeds of a promotion's re-runs, the candidate's own seed included
     promote_above_baselines: bool = True  # only candidates whose fitness beats every baseline's are re-run
+    promote_screen: bool = True  # re-run on the first seed alone first, the others only if it beats every baseline
     llm_api_key: str = ""  # the OpenAI-compatible server's key (vLLM --api-key); empty: none needed
     nats_user: str = ""  # this service's NATS role (services/runtime/natsauth.py); empty: no authentication
     nats_password: str = ""
@@ -73,4 +74,5 @@ class Settings:
             promote_top_k=int(os.environ.get("ASI_PROMOTE_TOP_K", "3")),
             promote_seeds=int(os.environ.get("ASI_PROMOTE_SEEDS", "3")),
             promote_above_baselines=os.environ.get("ASI_PROMOTE_ABOVE_BASELINES", "1") != "0",
+            promote_screen=os.environ.get("ASI_PROMOTE_SCREEN", "1") != "0",
         )

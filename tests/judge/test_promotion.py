@@ -6,7 +6,16 @@ from __future__ import annotations
 import pytest
 
 from services.judge.fitness import squash
-from services.judge.promotion import TERM_FLOOR, PromotionConfig, choose, decide, paired_test
+from services.judge.promotion import (
+    TERM_FLOOR,
+    PromotionConfig,
+    choose,
+    decide,
+    first_stage_seeds,
+    paired_test,
+    screen,
+    stated_test,
+)
 
 SEEDS = (0, 1, 2)
 DELTANET = {0: (2.30, 0.40), 1: (2.34, 0.38), 2: (2.27, 0.43)}
@@ -76,3 +85,28 @@ def test_a_candidate_far_behind_a_baseline_on_one_term_is_not_re_run_however_fit
     assert "top 3" in choose(sum(within_reach.values()) / 3, within_reach, 0.334, [], 0, config)
     # With eligibility off (tests that promote a weak tiny candidate), the floor is off too.
     assert "top 3" in choose(fitness, behind_on_loss, 0.9, [], 0, PromotionConfig(above_baselines=False))
+
+
+def first_seed(candidate: tuple[float, float]) -> dict[str, dict[int, dict[str, float]]]:
+    return {arch: {0: rows[0]} for arch, rows in per_seed({0: candidate}).items()}
+
+
+def test_the_screen_lets_through_only_a_candidate_better_than_every_baseline_on_both_metrics_on_its_seed() -> None:
+    through, statistics, outcome = screen(first_seed((2.05, 0.45)), "cand", ["deltanet", "gated_deltanet"])
+    assert through and outcome.startswith("through the screen on seed 0")
+    assert statistics["gated_deltanet/val_loss"]["differences"] == pytest.approx([0.05])
+    assert all(row["n"] == 1 and row["passed"] and row["p"] == 0.0 for row in statistics.values())
+    # Better than Gated DeltaNet's benchmark and DeltaNet's loss, but not Gated DeltaNet's loss: out.
+    through, statistics, outcome = screen(first_seed((2.12, 0.45)), "cand", ["deltanet", "gated_deltanet"])
+    assert not through and outcome == ("not SOTA: screened out on seed 0, not better on val_loss against "
+                                       "gated_deltanet (-0.0200)")
+    assert [k for k, row in statistics.items() if not row["passed"]] == ["gated_deltanet/val_loss"]
+    through, _, _ = screen(first_seed((2.10, 0.45)), "cand", ["deltanet", "gated_deltanet"])
+    assert not through  # a tie is not better
+
+
+def test_a_screened_promotion_starts_on_one_seed_and_says_so_in_its_test() -> None:
+    assert first_stage_seeds(4, PromotionConfig(seeds=3)) == [4]
+    assert first_stage_seeds(4, PromotionConfig(seeds=3, screen=False)) == [4, 5, 6]
+    assert "screened first" in stated_test(PromotionConfig()) and "paired t-test" in stated_test(PromotionConfig())
+    assert "screened" not in stated_test(PromotionConfig(screen=False))

@@ -106,3 +106,43 @@ async def test_the_judge_discards_a_planted_leak_verifies_a_fair_win_and_decides
         "b1/val_loss", "b1/benchmark_mean", "b2/val_loss", "b2/benchmark_mean"}
     assert json.loads(promoted.per_seed_json)["c-fair"]["0"] == {"val_loss": 2.50, "benchmark_mean": 0.40}
     assert all(s["passed"] and s["p"] < 0.05 for s in statistics.values())
+
+
+async def test_a_screened_promotion_re_runs_one_seed_first_and_only_a_candidate_ahead_there_gets_the_rest(
+        store: EventStore, services: Services) -> None:
+    """Exploring at one profile and promoting at another: each promotion is re-trained on its first
+    seed alone; the candidate behind Gated DeltaNet's loss there is denied, the one ahead of both on
+    both metrics gets the other two seeds (the judge reads only the profiles' names; nothing trains)."""
+    await store.append(events_pb2.RunStarted(profile="explore", promotion_profile="tiny", experiments=2),
+                       run_id=RUN, aggregate_id=RUN)
+    services.start("judge", ASI_PROMOTE_TOP_K="2", ASI_PROMOTE_ABOVE_BASELINES="0")
+    await trained(store, "b1", baseline=True, val_loss=3.02, bench=0.30)
+    await trained(store, "b2", baseline=True, val_loss=2.95, bench=0.28)
+    await trained(store, "c-behind", parent="b1", val_loss=2.90, bench=0.35)
+    await trained(store, "c-ahead", parent="b1", val_loss=2.85, bench=0.36)
+
+    def replicas(rs: list) -> list[str]:
+        return sorted(e.job_id for e in (envelope.unpack(r.env) for r in of_type(rs, "TrainingRequested"))
+                      if e.purpose == "replicate")
+
+    records = await wait_for(store, lambda rs: len(of_type(rs, "PromotionRequested")) == 2, 60, "two promotions")
+    assert replicas(records) == ["job-b1-seed0", "job-b2-seed0", "job-c-ahead-seed0", "job-c-behind-seed0"]
+    for request in (envelope.unpack(r.env) for r in of_type(records, "PromotionRequested")):
+        assert list(request.seeds) == [0] and "screened first" in request.test
+    # The screen's seed at the promotion profile: c-behind trails b2's loss there, c-ahead leads everywhere.
+    screen_runs = {"b1": (3.00, 0.31), "b2": (2.93, 0.29), "c-behind": (2.95, 0.40), "c-ahead": (2.80, 0.38)}
+    for arch, (loss, bench) in screen_runs.items():
+        await trained(store, arch, val_loss=loss, bench=bench, job=f"job-{arch}-seed0", replicate=True)
+    records = await wait_for(store, lambda rs: of_type(rs, "PromotionDenied") and len(replicas(rs)) == 10, 60,
+                             "a screen-out and the survivor's other seeds")
+    denied = payloads(records, "PromotionDenied")["c-behind"]
+    assert list(denied.seeds) == [0] and denied.decision == (
+        "not SOTA: screened out on seed 0, not better on val_loss against b2 (-0.0200)")
+    assert json.loads(denied.statistics_json)["b2/val_loss"]["passed"] is False
+    extended = [envelope.unpack(r.env) for r in of_type(records, "PromotionRequested")][-1]
+    assert extended.arch_id == "c-ahead" and list(extended.seeds) == [0, 1, 2]
+    assert extended.reason.startswith("through the screen on seed 0")
+    assert json.loads(extended.jobs_json)["c-ahead"]["0"] == "job-c-ahead-seed0"  # the screen's run is reused
+    assert replicas(records) == sorted([f"job-{a}-seed{s}" for a in ("b1", "b2", "c-ahead") for s in (0, 1, 2)]
+                                       + ["job-c-behind-seed0"])
+    assert not of_type(records, "ArchitecturePromoted")  # undecided until its other seeds are in

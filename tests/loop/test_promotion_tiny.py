@@ -1,7 +1,8 @@
 """Promotion for real on `tiny`: both baselines and a candidate trained by a real engineer, the
 judge re-training the candidate and both baselines on two more seeds, and a decision with its
 test in the log. The test plays the researcher (the proposals and their first training jobs)
-with a top-1 promotion config that promotes the first candidate whatever its fitness."""
+with a top-1 promotion config that promotes the first candidate whatever its fitness, and without
+the first-seed screen (tests/loop/test_judge_decisions.py plants both of its outcomes)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ async def train_both_baselines_and_a_child_until_decided(store: EventStore, corr
 async def test_a_candidate_is_re_trained_on_three_seeds_beside_both_baselines_and_decided(
         store: EventStore, services: Services) -> None:
     services.start("engineer", ASI_WORKER_ID="engineer-1")
-    services.start("judge", ASI_PROMOTE_TOP_K="1", ASI_PROMOTE_SEEDS="3", ASI_PROMOTE_ABOVE_BASELINES="0")
+    services.start("judge", ASI_PROMOTE_TOP_K="1", ASI_PROMOTE_SEEDS="3", ASI_PROMOTE_ABOVE_BASELINES="0",
+                    ASI_PROMOTE_SCREEN="0")
     run = await store.append(events_pb2.RunStarted(profile="tiny", experiments=1), run_id=RUN, aggregate_id=RUN)
     records = await train_both_baselines_and_a_child_until_decided(store, run.event_id)
     finished = [envelope.unpack(r.env) for r in of_type(records, "TrainingFinished")]
@@ -75,7 +77,8 @@ async def test_a_promotion_profile_re_trains_every_seed_at_that_profile(store: E
     explores at `explore` and the test trains its first jobs at `tiny`, the only profile fast enough
     here; the judge reads only the run's two names.)"""
     services.start("engineer", ASI_WORKER_ID="engineer-1")
-    services.start("judge", ASI_PROMOTE_TOP_K="1", ASI_PROMOTE_SEEDS="2", ASI_PROMOTE_ABOVE_BASELINES="0")
+    services.start("judge", ASI_PROMOTE_TOP_K="1", ASI_PROMOTE_SEEDS="2", ASI_PROMOTE_ABOVE_BASELINES="0",
+                    ASI_PROMOTE_SCREEN="0")
     run = await store.append(events_pb2.RunStarted(profile="explore", promotion_profile="tiny", experiments=1),
                              run_id=RUN, aggregate_id=RUN)
     records = await train_both_baselines_and_a_child_until_decided(store, run.event_id)
