@@ -85,9 +85,9 @@ def screen(per_seed: dict[str, dict[int, dict[str, float]]], candidate: str,
         for metric, sign in METRICS.items():
             difference = sign * (per_seed[candidate][seed][metric] - per_seed[baseline][seed][metric])
             # One difference: paired_test's zero-spread rule, through exactly when it is positive.
-            statistics[f"{baseline}/{metric}"] = {**paired_test([difference]), "differences": [difference],
-                                                  "screen_seed": seed}
-            if difference <= 0:
+            row = statistics[f"{baseline}/{metric}"] = {**paired_test([difference]), "differences": [difference],
+                                                        "screen_seed": seed}
+            if not row["passed"]:
                 behind.append(f"{metric} against {baseline} ({difference:+.4f})")
     if behind:
         return False, statistics, f"not SOTA: screened out on seed {seed}, not better on " + "; ".join(behind)
