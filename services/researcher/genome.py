@@ -118,6 +118,12 @@ INIT_AXES: frozenset[str] = frozenset(
      "gk_normalizer"}
 )
 
+# The axes that shape the state rather than what is computed on it: how wide keys and values
+# are, how many heads share the width, whether heads share one group of keys, how many
+# Householder steps a token writes.  Within the parameter budget, one of them grows only
+# where another gives up parameters (``fit_budget``).
+WIDTH_AXES: frozenset[str] = frozenset({"heads", "expand_k", "expand_v", "d_state", "qk_heads", "householder"})
+
 # One sentence per choice value, in words a reader of the papers recognises; used in
 # motivations and in the rendered file's docstring.  Scales are described by AXIS_NOTES.
 COMPONENT_NOTES: dict[tuple[str, str], str] = {
@@ -808,7 +814,7 @@ def _mixer_class(c: dict[str, str], kernel: str) -> str:
 
 # Width scales, in the order a design over or under the parameter budget gives them up or takes
 # them on: keys first (values carry what is recalled), then values, the shared state, the gate rank.
-_WIDTH_AXES = ("expand_k", "expand_v", "d_state", "gk_rank", "householder")
+_BUDGET_ORDER = ("expand_k", "expand_v", "d_state", "gk_rank", "householder")
 PARAM_TOLERANCE = 0.5  # the engineer's: within +-50% of DeltaNet (services/engineer/probes.py)
 
 
@@ -816,13 +822,13 @@ def fit_budget(components: dict[str, str], keep: set[str], d_model: int, n_heads
     """``components`` moved step by step along the width scales not in ``keep`` until its
     parameters are within the budget at this width; None when no such move gets there."""
     c = canonical(components)
-    for _ in range(sum(len(COMPONENTS[axis]) for axis in _WIDTH_AXES)):
+    for _ in range(sum(len(COMPONENTS[axis]) for axis in _BUDGET_ORDER)):
         ratio = param_ratio(c, d_model, n_heads)
         if abs(ratio - 1) <= PARAM_TOLERANCE:
             return c
         direction = -1 if ratio > 1 else 1
         movable = [
-            axis for axis in _WIDTH_AXES
+            axis for axis in _BUDGET_ORDER
             if axis not in keep and axis in relevant_axes(c)
             and 0 <= COMPONENTS[axis].index(c[axis]) + direction < len(COMPONENTS[axis])
             and (direction < 0 or axis != "householder")  # never add steps to make up a deficit

@@ -13,10 +13,12 @@ the order steps in.  Where a change comes from is what the paper's origin analys
   experiments that show it cited;
 - ``crossover`` (origin ``experience``: it recombines two of the run's own measured
   designs): each axis from either parent, repaired to a valid design; two parent ids;
-- ``mutate_init`` and ``mutate`` (origin ``original``): one or two values moved — a
-  number by one step on its scale (sometimes two), a choice to another value;
+- ``mutate_init``, ``mutate`` and ``mutate_width`` (origin ``original``): one or two values
+  moved — a number by one step on its scale (sometimes two), a choice to another value;
   ``mutate_init`` moves only initialisation values (gate and decay ranges, the write
-  strength's bias, the weight initialisation).
+  strength's bias, the weight initialisation), ``mutate_width`` only the shape of the
+  state (key and value widths, heads, shared keys, Householder steps), where the parameter
+  budget makes one role give up what another takes on.
 
 Experience statistics weigh every draw: a value whose introduction keeps lowering fitness
 is drawn less often, one that keeps raising it more often (``TagRecord.factor``).
@@ -37,9 +39,11 @@ from services.researcher.experience import TagRecord
 from services.researcher.novelty import functional_fingerprint
 from services.runtime.vocabulary import COMPONENTS, SCALES, parse_tag
 
-OPERATORS = ("insert_cognition", "mutate_init", "crossover", "insert_experience", "mutate")
+OPERATORS = ("insert_cognition", "mutate_init", "crossover", "insert_experience", "mutate", "mutate_width")
 ORIGINS = {"insert_cognition": "cognition", "insert_experience": "experience", "crossover": "experience",
-           "mutate_init": "original", "mutate": "original"}
+           "mutate_init": "original", "mutate": "original", "mutate_width": "original"}
+# The axes each restricted mutation moves, first change and second alike.
+RESTRICTED_AXES = {"mutate_init": genome.INIT_AXES, "mutate_width": genome.WIDTH_AXES}
 # How often a second change joins the first: mostly one change, so a result can be
 # explained against its parent, sometimes two, so the search can cross a valley.
 SECOND_CHANGE_PROBABILITY = 0.3
@@ -225,18 +229,18 @@ class EvolveMind:
         seen: _DuplicateCheck,
     ) -> _Child | None:
         """One change by ``operator`` (sometimes a second mutation after it), or None."""
-        first_changes = {
-            "insert_cognition": lambda c: _cognition_suggestions(c, references, stats, rng),
-            "insert_experience": lambda c: _experience_suggestions(c, stats, rng),
-            "mutate_init": lambda c: _mutations(c, genome.INIT_AXES, stats, rng),
-            "mutate": lambda c: _mutations(c, set(COMPONENTS), stats, rng),
-        }[operator]
-        for change in first_changes(parent):
+        axes = RESTRICTED_AXES.get(operator, frozenset(COMPONENTS))
+        if operator == "insert_cognition":
+            first_changes = _cognition_suggestions(parent, references, stats, rng)
+        elif operator == "insert_experience":
+            first_changes = _experience_suggestions(parent, stats, rng)
+        else:
+            first_changes = _mutations(parent, axes, stats, rng)
+        for change in first_changes:
             child = self._apply(_Child(dict(parent)), change)
             if child is None or seen.contains(child.components):
                 continue
             if operator.startswith("mutate") and rng.random() < SECOND_CHANGE_PROBABILITY:
-                axes = genome.INIT_AXES if operator == "mutate_init" else set(COMPONENTS)
                 for second in _mutations(child.components, axes - {change.axis}, stats, rng):
                     both = self._apply(child, second)
                     if both is not None and not seen.contains(both.components):

@@ -73,7 +73,7 @@ def test_operators_take_turns_and_each_records_its_origin(mind, seed_parent):
     assert seen["insert_cognition"].origin == "cognition"
     assert seen["insert_experience"].origin == "experience"
     assert seen["crossover"].origin == "experience"
-    assert seen["mutate"].origin == seen["mutate_init"].origin == "original"
+    assert seen["mutate"].origin == seen["mutate_init"].origin == seen["mutate_width"].origin == "original"
     assert seen["crossover"].parent_ids == ("arch-0000", "arch-0001")
     assert all(len(child.parent_ids) == 1 for op, child in seen.items() if op != "crossover")
 
@@ -185,6 +185,19 @@ def test_mutation_moves_numbers_by_steps_on_their_scale(mind):
             assert 1 <= abs(step) <= 2, (axis, step)
             moved_scales += 1
     assert moved_scales >= 6  # the gate's ranges and the write-strength bias are what it mostly moves
+
+
+def test_width_mutation_reshapes_the_state_within_the_budget(mind):
+    gdn = candidate("arch-0150", genome.BASELINES["gated_deltanet"], 0.55)
+    moved = set()
+    for key in KEYS:
+        child = mind.propose([gdn], [], key=key, turn=TURN["mutate_width"])
+        changed = changed_axes(genome.BASELINES["gated_deltanet"], child.components)
+        assert child.operator == "mutate_width" and changed and changed <= genome.WIDTH_AXES, child.mutation
+        assert abs(genome.param_ratio(child.components, TINY.d_model, TINY.n_heads) - 1) <= genome.PARAM_TOLERANCE
+        moved |= changed
+    # Wider values come with narrower or shared keys: the budget pays for one with the other.
+    assert {"expand_v", "qk_heads", "heads"} <= moved, moved
 
 
 def test_crossover_takes_each_axis_from_a_parent_and_repairs_the_mix(mind):
