@@ -456,7 +456,9 @@ class Launcher:
             "ArchitectureDiscarded": lambda e: f"{name} discarded: {e.reason}",
             "ArchitectureAnalyzed": lambda e: f"{name} analyzed: {e.outcome}",
             "LeakChecked": lambda e: f"{name} leak rule: {e.verdict} ({e.reason[:160]})",
-            "PromotionRequested": lambda e: f"{name} chosen for promotion: re-runs on seeds {list(e.seeds)}",
+            # The first clause of the reason tells a first request from one extended past the screen.
+            "PromotionRequested": lambda e: f"{name} promotion requested ({e.reason.partition(':')[0][:100]}): "
+                                            f"re-runs on seeds {list(e.seeds)}",
             "ArchitecturePromoted": lambda e: f"{name} PROMOTED to SOTA: {e.decision[:160]}",
             "PromotionDenied": lambda e: f"{name} promotion denied: {e.decision[:160]}",
             "RunFinished": lambda e: f"run finished: {e.reason}",
