@@ -11,6 +11,7 @@ freedom; with zero spread the test passes exactly when every difference is posit
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,13 +95,22 @@ def screen(per_seed: dict[str, dict[int, dict[str, float]]], candidate: str,
     return True, statistics, f"through the screen on seed {seed}: better than {', '.join(baselines)} on both metrics"
 
 
+def standing(candidates: Sequence[Any]) -> list[float]:
+    """The fitness of every judged candidate whose promotion was not denied: the bar a later candidate must
+    clear once the top k is spent.  A denied candidate's re-runs have shown what its exploration fitness was
+    worth; in the sixth discovery run, one screened out 0.125 behind Gated DeltaNet's loss held the bar for the
+    rest of the run."""
+    return [a.fitness for a in candidates if a.fitness is not None and a.promotion.get("status") != "denied"]
+
+
 def choose(fitness: float, terms: dict[str, float], best_baseline_fitness: float, earlier: list[float],
            requested: int, config: PromotionConfig) -> str:
     """Why this candidate is promoted, or "" when it is not.
 
     Eligible (unless ``above_baselines`` is off) only above every baseline's fitness and with neither
     measured term below ``TERM_FLOOR``; then promoted while fewer than ``top_k`` of the run's
-    promotions have been requested, or whenever it beats the best candidate so far.
+    promotions have been requested, or whenever it beats the best candidate so far
+    (``earlier``: :func:`standing`).
     """
     if config.above_baselines:
         if fitness <= best_baseline_fitness:

@@ -68,7 +68,7 @@ class JudgeService(EventService):
     async def _judge_candidates(self, run: RunView, trained: list[ArchitectureView]) -> None:
         best_baseline = max(b.fitness or 0.0 for b in trained)
         candidates = [a for a in self.projection.of_run(run.run_id) if not a.is_baseline]
-        earlier = [a.fitness for a in candidates if a.fitness is not None]
+        earlier = promotion.standing(candidates)
         requested = sum(bool(a.promotion) for a in candidates)
         for arch in candidates:
             if arch.status != "trained":

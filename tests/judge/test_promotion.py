@@ -3,6 +3,8 @@ and a loss are not, and which candidates are re-run at all."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from services.judge.fitness import squash
@@ -14,6 +16,7 @@ from services.judge.promotion import (
     first_stage_seeds,
     paired_test,
     screen,
+    standing,
     stated_test,
 )
 
@@ -71,6 +74,18 @@ def test_only_candidates_above_every_baseline_are_re_run_top_k_and_then_only_new
     assert "top 1" in choose(0.30, even, 0.5, [], 0, PromotionConfig(top_k=1, above_baselines=False))
     with pytest.raises(ValueError):
         PromotionConfig(seeds=1)
+
+
+def test_a_denied_candidate_no_longer_sets_the_bar_for_new_bests() -> None:
+    config = PromotionConfig(top_k=1, seeds=3)
+    even = {"loss": 0.5, "benchmark": 0.5, "quality": 0.5}
+    run = [SimpleNamespace(fitness=0.70, promotion={"status": "denied"}),
+           SimpleNamespace(fitness=0.58, promotion={"status": "requested"}),
+           SimpleNamespace(fitness=0.56, promotion={}),
+           SimpleNamespace(fitness=None, promotion={})]  # not judged yet
+    assert standing(run) == [0.58, 0.56]
+    assert "previous best 0.5800" in choose(0.60, even, 0.5, standing(run), 1, config)
+    assert choose(0.57, even, 0.5, standing(run), 1, config) == ""
 
 
 def test_a_candidate_far_behind_a_baseline_on_one_term_is_not_re_run_however_fit() -> None:
